@@ -1,0 +1,95 @@
+/** Every Herald setting, typed. `loadConfig` is the only place that reads environment variables. */
+export interface Config {
+  port: number;
+  host: string;
+  heartbeatMs: number;
+  retryMs: number;
+  historySize: number;
+  tickMs: number;
+  /** `*`, or the exact origins allowed to call Herald from a browser. */
+  corsOrigin: "*" | string[];
+  maxBodyBytes: number;
+  maxSubscriberBufferBytes: number;
+  logLevel: LogLevel;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Defaults, as documented in `.env.example` and the README. */
+export const DEFAULT_CONFIG: Readonly<Config> = {
+  port: 3000,
+  host: "127.0.0.1",
+  heartbeatMs: 15_000,
+  retryMs: 3_000,
+  historySize: 10_000,
+  tickMs: 1_000,
+  corsOrigin: "*",
+  maxBodyBytes: 65_536,
+  maxSubscriberBufferBytes: 1_048_576,
+  logLevel: "info",
+};
+
+/** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: use a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function corsOrigin(env: Env): Config["corsOrigin"] {
+  const raw = env.CORS_ORIGIN?.trim();
+  if (raw === undefined || raw === "" || raw === "*") return "*";
+  const origins = raw.split(",").map((o) => o.trim());
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(
+        `CORS_ORIGIN=${JSON.stringify(raw)} is invalid: use * or a comma-separated list of origins like https://app.example.com`,
+      );
+    }
+  }
+  return origins;
+}
+
+function logLevel(env: Env): LogLevel {
+  const raw = env.LOG_LEVEL?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_CONFIG.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    throw new ConfigError(`LOG_LEVEL=${JSON.stringify(raw)} is invalid: use one of ${LOG_LEVELS.join(", ")}`);
+  }
+  return raw as LogLevel;
+}
+
+/** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
+export function loadConfig(env: Env): Config {
+  const d = DEFAULT_CONFIG;
+  const host = env.HOST?.trim() || d.host;
+  return {
+    port: integer(env, "PORT", d.port, 0, 65_535),
+    host,
+    heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
+    retryMs: integer(env, "RETRY_MS", d.retryMs, 0, 3_600_000),
+    historySize: integer(env, "HISTORY_SIZE", d.historySize, 1, 10_000_000),
+    tickMs: integer(env, "TICK_MS", d.tickMs, 100, 60_000),
+    corsOrigin: corsOrigin(env),
+    maxBodyBytes: integer(env, "MAX_BODY_BYTES", d.maxBodyBytes, 64, 100 * 1_048_576),
+    maxSubscriberBufferBytes: integer(
+      env,
+      "MAX_SUBSCRIBER_BUFFER_BYTES",
+      d.maxSubscriberBufferBytes,
+      1_024,
+      1_073_741_824,
+    ),
+    logLevel: logLevel(env),
+  };
+}

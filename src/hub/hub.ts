@@ -1,0 +1,170 @@
+import type { FastifyBaseLogger } from "fastify";
+import type { Broker, EventInput, PublishResult, StoredEvent, TopicSelection } from "../broker/broker.js";
+import { encodeEvent } from "../sse/encode.js";
+import type { SseStream } from "../sse/sse-stream.js";
+import { ALL_TOPICS } from "./topic.js";
+
+/** Options for `Hub`. */
+export interface HubOptions {
+  broker: Broker;
+  /** The most events one Last-Event-ID replay may send (a bound on the history scan). */
+  replayLimit: number;
+  log: FastifyBaseLogger;
+}
+
+/** Counters for `/stats`. */
+export interface HubCounters {
+  published: number;
+  delivered: number;
+  replays: number;
+  resets: number;
+}
+
+/** A local stream's interest in some topics. While it replays, live events wait in `pending`. */
+class Subscription {
+  pending: { event: StoredEvent; bytes: Buffer }[] | undefined;
+  constructor(readonly stream: SseStream) {}
+
+  deliver(event: StoredEvent, bytes: Buffer): void {
+    if (this.pending === undefined) this.stream.send(bytes);
+    else this.pending.push({ event, bytes });
+  }
+}
+
+/**
+ * Topic → local subscribers of this process. Receives every event from the broker once, encodes
+ * it once, and writes the same bytes to each subscriber of its topic and of `*`.
+ */
+export class Hub {
+  readonly #broker: Broker;
+  readonly #replayLimit: number;
+  readonly #log: FastifyBaseLogger;
+  readonly #byTopic = new Map<string, Set<Subscription>>();
+  readonly #everyTopic = new Set<Subscription>();
+  #unsubscribe: (() => Promise<void>) | undefined;
+  readonly counters: HubCounters = { published: 0, delivered: 0, replays: 0, resets: 0 };
+
+  constructor(options: HubOptions) {
+    this.#broker = options.broker;
+    this.#replayLimit = options.replayLimit;
+    this.#log = options.log;
+  }
+
+  /** Starts receiving the broker's events. */
+  async start(): Promise<void> {
+    this.#unsubscribe = await this.#broker.subscribe((event) => this.#dispatch(event));
+  }
+
+  /** Stops receiving events. Open streams are not touched. */
+  async stop(): Promise<void> {
+    await this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+  }
+
+  /** Publishes through the broker; fan-out comes back through `start`'s subscription. */
+  async publish(input: EventInput): Promise<PublishResult> {
+    const result = await this.#broker.publish(input);
+    if (!result.duplicate) this.counters.published++;
+    return result;
+  }
+
+  /** Subscriber count per topic (`*` for streams on every topic); topics without subscribers are absent. */
+  topicCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const [topic, subs] of this.#byTopic) counts[topic] = subs.size;
+    if (this.#everyTopic.size > 0) counts[ALL_TOPICS] = this.#everyTopic.size;
+    return counts;
+  }
+
+  /**
+   * Attaches `stream` to `topics` until it closes. With `lastEventId`, first sends every retained
+   * event after it (or a `reset` event when that id has left history), then the live feed: no gap
+   * and no duplicate, because the subscription exists before history is read and live events that
+   * history already held are dropped.
+   */
+  async subscribe(stream: SseStream, topics: TopicSelection, lastEventId?: string): Promise<void> {
+    const sub = new Subscription(stream);
+    if (lastEventId !== undefined) sub.pending = [];
+    this.#attach(sub, topics);
+    stream.onClose(() => this.#detach(sub, topics));
+    if (lastEventId === undefined) return;
+
+    let history: Awaited<ReturnType<Broker["history"]>>;
+    try {
+      history = await this.#broker.history(topics, lastEventId, this.#replayLimit);
+    } catch (err) {
+      // Headers are sent: no error body. Ending the stream makes the client retry with the same id.
+      this.#log.error({ err }, "history lookup failed; ending the stream so the client retries");
+      stream.end();
+      return;
+    }
+    const pending = sub.pending ?? [];
+    if (!history.found) {
+      this.counters.resets++;
+      stream.send(encodeEvent(resetEvent(lastEventId, history.head)));
+    } else {
+      this.counters.replays++;
+      const live = new Set(pending.map((p) => p.event.id));
+      for (const event of history.events) {
+        if (live.has(event.id)) continue;
+        stream.send(encodeEvent(event));
+        this.counters.delivered++;
+      }
+    }
+    for (const p of pending) stream.send(p.bytes);
+    sub.pending = undefined;
+  }
+
+  #dispatch(event: StoredEvent): void {
+    const subs = this.#byTopic.get(event.topic);
+    const n = (subs?.size ?? 0) + this.#everyTopic.size;
+    if (n === 0) return;
+    const bytes = encodeEvent(event);
+    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes);
+    for (const sub of this.#everyTopic) sub.deliver(event, bytes);
+    this.counters.delivered += n;
+  }
+
+  #attach(sub: Subscription, topics: TopicSelection): void {
+    if (topics === ALL_TOPICS) {
+      this.#everyTopic.add(sub);
+      return;
+    }
+    for (const topic of topics) {
+      let subs = this.#byTopic.get(topic);
+      if (subs === undefined) {
+        subs = new Set();
+        this.#byTopic.set(topic, subs);
+      }
+      subs.add(sub);
+    }
+  }
+
+  #detach(sub: Subscription, topics: TopicSelection): void {
+    if (topics === ALL_TOPICS) {
+      this.#everyTopic.delete(sub);
+      return;
+    }
+    for (const topic of topics) {
+      const subs = this.#byTopic.get(topic);
+      if (subs?.delete(sub) && subs.size === 0) this.#byTopic.delete(topic);
+    }
+  }
+}
+
+/**
+ * The event sent instead of a replay when the client's id is unknown. It carries the newest id so
+ * the client's next reconnect resumes from now instead of hitting the same reset again.
+ */
+function resetEvent(lastEventId: string, head: string | undefined) {
+  return {
+    id: head ?? "",
+    event: "reset",
+    data: JSON.stringify({
+      reason: "last-event-id-not-in-history",
+      lastEventId: lastEventId.slice(0, 256),
+      message:
+        "The Last-Event-ID is no longer in history (too old, or from before a restart): events may have been missed. The stream continues live.",
+    }),
+  };
+}

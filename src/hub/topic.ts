@@ -1,0 +1,32 @@
+import type { TopicSelection } from "../broker/broker.js";
+import { InvalidTopicError } from "../errors.js";
+
+/** A topic name: 1–256 characters, safe in a URL path or query without escaping (`orders/42`, `user:7`). */
+export const TOPIC_PATTERN = "^[A-Za-z0-9_.:/@~-]{1,256}$";
+const TOPIC_RE = new RegExp(TOPIC_PATTERN);
+
+/** The topic a publish or stream uses when none is given. */
+export const DEFAULT_TOPIC = "default";
+/** The selector for every topic, on streams only. */
+export const ALL_TOPICS = "*";
+
+/** True for a valid topic name. */
+export function isValidTopic(topic: string): boolean {
+  return TOPIC_RE.test(topic);
+}
+
+/**
+ * Turns the `topic` query parameter(s) of a stream into a selection: none means `default`,
+ * `*` anywhere means every topic, duplicates collapse. Throws `InvalidTopicError` for a bad name.
+ */
+export function parseTopicSelection(raw: string | string[] | undefined): TopicSelection {
+  const names = raw === undefined ? [DEFAULT_TOPIC] : Array.isArray(raw) ? raw : [raw];
+  if (names.length === 0) return [DEFAULT_TOPIC];
+  const topics = new Set<string>();
+  for (const name of names) {
+    if (name === ALL_TOPICS) return ALL_TOPICS;
+    if (!isValidTopic(name)) throw new InvalidTopicError(JSON.stringify(name.slice(0, 300)));
+    topics.add(name);
+  }
+  return [...topics];
+}

@@ -1,0 +1,109 @@
+import type { FastifyReply } from "fastify";
+import { encodeRetry, HEARTBEAT_BYTES } from "./encode.js";
+import { SseStream, type StreamOwner } from "./sse-stream.js";
+
+/** Options for `StreamRegistry`. */
+export interface StreamRegistryOptions {
+  heartbeatMs: number;
+  retryMs: number;
+  maxSubscriberBufferBytes: number;
+  /** Told when a stream is dropped for being too slow. */
+  onTooSlow?: (unsentBytes: number) => void;
+}
+
+const SSE_HEADERS = {
+  "content-type": "text/event-stream; charset=utf-8",
+  "cache-control": "no-cache",
+  // nginx and some other proxies buffer responses unless told not to.
+  "x-accel-buffering": "no",
+};
+
+/**
+ * Every open event stream of the process, of every kind. Owns the one heartbeat timer (running
+ * only while a stream is open) and the one flush per event-loop turn that batches writes.
+ */
+export class StreamRegistry implements StreamOwner {
+  readonly #options: StreamRegistryOptions;
+  readonly #retryBytes: Buffer;
+  readonly #streams = new Set<SseStream>();
+  #dirty: SseStream[] = [];
+  #flushScheduled = false;
+  #heartbeat: NodeJS.Timeout | undefined;
+  /** Streams dropped so far for holding more than `maxSubscriberBufferBytes` unsent. */
+  closedTooSlow = 0;
+
+  constructor(options: StreamRegistryOptions) {
+    this.#options = options;
+    this.#retryBytes = encodeRetry(options.retryMs);
+  }
+
+  /** Open streams right now. */
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /**
+   * Takes over `reply` and starts an event stream on it: headers set so far (CORS) plus the SSE
+   * headers, then the `retry:` line, flushed at once so clients see the stream open.
+   */
+  open(reply: FastifyReply): SseStream {
+    reply.hijack();
+    const { raw: res, request } = reply;
+    const headers: Record<string, string | number | string[]> = { ...SSE_HEADERS };
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined) headers[name] = value;
+    }
+    if (request.raw.httpVersion === "1.1") headers.connection = "keep-alive";
+    res.socket?.setTimeout(0);
+    res.writeHead(200, headers);
+    res.write(this.#retryBytes);
+    const stream = new SseStream(res, this, this.#options.maxSubscriberBufferBytes);
+    this.#streams.add(stream);
+    if (this.#heartbeat === undefined) {
+      this.#heartbeat = setInterval(() => this.#beat(), this.#options.heartbeatMs);
+      this.#heartbeat.unref();
+    }
+    return stream;
+  }
+
+  /** Ends every open stream cleanly (on shutdown); clients reconnect after their retry delay. */
+  endAll(): void {
+    for (const stream of [...this.#streams]) stream.end();
+  }
+
+  scheduleFlush(stream: SseStream): void {
+    this.#dirty.push(stream);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // After the I/O callbacks of this turn: every event published in the turn goes out in one
+    // write per stream, well within a millisecond, never on a long timer.
+    setImmediate(() => this.#flush());
+  }
+
+  released(stream: SseStream): void {
+    this.#streams.delete(stream);
+    if (this.#streams.size === 0 && this.#heartbeat !== undefined) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+    }
+  }
+
+  tooSlow(_stream: SseStream, unsentBytes: number): void {
+    this.closedTooSlow++;
+    this.#options.onTooSlow?.(unsentBytes);
+  }
+
+  #flush(): void {
+    const dirty = this.#dirty;
+    this.#dirty = [];
+    this.#flushScheduled = false;
+    for (const stream of dirty) stream.flush();
+  }
+
+  #beat(): void {
+    for (const stream of this.#streams) {
+      if (!stream.active) stream.send(HEARTBEAT_BYTES);
+      stream.active = false;
+    }
+  }
+}
