@@ -1,0 +1,102 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { Broker, StoredEvent } from "../../src/broker/broker.js";
+
+/** Makes a fresh broker whose history keeps `historySize` events. */
+export type BrokerFactory = (options: { historySize: number }) => Promise<Broker>;
+
+/** The behaviour every `Broker` engine must have. Call from one test file per engine. */
+export function describeBrokerContract(name: string, create: BrokerFactory): void {
+  describe(`${name} keeps the Broker contract`, () => {
+    const open: Broker[] = [];
+    const make = async (historySize = 100) => {
+      const broker = await create({ historySize });
+      open.push(broker);
+      return broker;
+    };
+    afterEach(async () => {
+      await Promise.all(open.splice(0).map((b) => b.close()));
+    });
+
+    it("assigns distinct ids and delivers to listeners in publish order", async () => {
+      const broker = await make();
+      const seen: StoredEvent[] = [];
+      await broker.subscribe((e) => seen.push(e));
+      const published = [];
+      for (let i = 0; i < 20; i++) published.push((await broker.publish({ topic: `t${i % 3}`, data: `${i}` })).event);
+      expect(new Set(published.map((e) => e.id)).size).toBe(20);
+      expect(seen.map((e) => e.id)).toEqual(published.map((e) => e.id));
+      expect(seen.map((e) => e.data)).toEqual(published.map((_, i) => `${i}`));
+    });
+
+    it("keeps concurrent publishes in one order: history order equals delivery order", async () => {
+      const broker = await make(1_000);
+      const seen: string[] = [];
+      await broker.subscribe((e) => seen.push(e.id));
+      const first = await broker.publish({ topic: "a", data: "start" });
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => broker.publish({ topic: i % 2 ? "a" : "b", data: `${i}` })),
+      );
+      const { events } = await broker.history("*", first.event.id, 1_000);
+      expect(events.map((e) => e.id)).toEqual(seen.slice(1));
+      expect(new Set(results.map((r) => r.event.id)).size).toBe(200);
+    });
+
+    it("replays the events after an id, on the requested topics only", async () => {
+      const broker = await make();
+      const ids: string[] = [];
+      for (const topic of ["a", "b", "a", "c", "a", "b"]) ids.push((await broker.publish({ topic, data: topic })).event.id);
+      const result = await broker.history(["a", "b"], ids[1] as string, 100);
+      expect(result.found).toBe(true);
+      expect(result.events.map((e) => e.id)).toEqual([ids[2], ids[4], ids[5]]);
+      expect(result.head).toBe(ids[5]);
+      expect((await broker.history("*", ids[5] as string, 100)).events).toEqual([]);
+      expect((await broker.history("*", ids[0] as string, 2)).events.map((e) => e.id)).toEqual([ids[1], ids[2]]);
+    });
+
+    it("reports found: false for an id that left history or was never issued", async () => {
+      const broker = await make(3);
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await broker.publish({ topic: "a", data: `${i}` })).event.id);
+      expect(await broker.history("*", ids[0] as string, 10)).toMatchObject({ found: false, events: [] });
+      expect(await broker.history("*", "never-issued", 10)).toMatchObject({ found: false, head: ids[4] });
+      expect((await broker.history("*", ids[2] as string, 10)).events.map((e) => e.id)).toEqual([ids[3], ids[4]]);
+    });
+
+    it("keeps a publisher's id, returns the stored event for an identical re-publish, refuses a different one", async () => {
+      const broker = await make();
+      const seen: string[] = [];
+      await broker.subscribe((e) => seen.push(e.id));
+      const first = await broker.publish({ topic: "a", data: "x", id: "order-1", event: "created" });
+      expect(first).toMatchObject({ duplicate: false, event: { id: "order-1", data: "x" } });
+      const again = await broker.publish({ topic: "a", data: "x", id: "order-1", event: "created" });
+      expect(again).toEqual({ duplicate: true, event: first.event });
+      await expect(broker.publish({ topic: "a", data: "y", id: "order-1", event: "created" })).rejects.toMatchObject({
+        code: "HERALD_ID_CONFLICT",
+        statusCode: 409,
+      });
+      expect(seen).toEqual(["order-1"]);
+      const next = await broker.publish({ topic: "a", data: "z" });
+      expect((await broker.history("*", "order-1", 10)).events.map((e) => e.id)).toEqual([next.event.id]);
+    });
+
+    it("never hands out an id a publisher already chose", async () => {
+      const broker = await make();
+      const generated = (await broker.publish({ topic: "a", data: "1" })).event.id;
+      // The publisher's own event takes the next sequence number, so the one after is the collision.
+      const guess = generated.replace(/(\d+)$/, (n) => String(Number(n) + 2));
+      await broker.publish({ topic: "a", data: "mine", id: guess });
+      const next = (await broker.publish({ topic: "a", data: "3" })).event.id;
+      expect(next).not.toBe(guess);
+    });
+
+    it("stops delivering after unsubscribe and close", async () => {
+      const broker = await make();
+      const seen: string[] = [];
+      const unsubscribe = await broker.subscribe((e) => seen.push(e.data));
+      await broker.publish({ topic: "a", data: "1" });
+      await unsubscribe();
+      await broker.publish({ topic: "a", data: "2" });
+      expect(seen).toEqual(["1"]);
+    });
+  });
+}

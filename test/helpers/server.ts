@@ -1,0 +1,54 @@
+import type { FastifyInstance } from "fastify";
+import { request } from "undici";
+import { buildApp } from "../../src/app.js";
+import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
+
+export interface TestServer {
+  app: FastifyInstance;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** Publishes with undici; returns the parsed 201 body. */
+  publish(body: Record<string, unknown>): Promise<{ id: string; topic: string; duplicate?: boolean }>;
+  stats(): Promise<Stats>;
+  close(): Promise<void>;
+}
+
+export interface Stats {
+  connections: number;
+  timers: number;
+  topics: Record<string, number>;
+  published: number;
+  delivered: number;
+  replays: number;
+  resets: number;
+  closedTooSlow: number;
+  uptimeS: number;
+}
+
+/** Builds Herald with `overrides` and listens on 127.0.0.1, port 0. */
+export async function startServer(overrides: Partial<Config> = {}, port = 0): Promise<TestServer> {
+  const app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent", ...overrides, host: "127.0.0.1", port });
+  await app.listen({ host: "127.0.0.1", port });
+  const address = app.server.address();
+  if (address === null || typeof address === "string") throw new Error("no TCP address");
+  const url = `http://127.0.0.1:${address.port}`;
+  return {
+    app,
+    url,
+    async publish(body) {
+      const res = await request(`${url}/events`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const json = (await res.body.json()) as { id: string; topic: string; message?: string };
+      if (res.statusCode !== 201) throw new Error(`publish answered ${res.statusCode}: ${json.message}`);
+      return json;
+    },
+    async stats() {
+      const res = await request(`${url}/stats`);
+      return (await res.body.json()) as Stats;
+    },
+    close: () => app.close(),
+  };
+}
