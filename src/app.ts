@@ -1,4 +1,5 @@
-import { STATUS_CODES } from "node:http";
+import { type IncomingMessage, STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import cors from "@fastify/cors";
 import formbody from "@fastify/formbody";
@@ -91,9 +92,19 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
   await app.register(healthRoutes);
   await app.register(fastifyStatic, { root: WEB_ROOT });
 
+  // Sockets that never sent a request (browsers and undici open them ahead of time) are not
+  // "idle" to Node's server.close(), which would wait for the client to drop them.
+  const unused = new Set<Socket>();
+  app.server.on("connection", (socket: Socket) => {
+    unused.add(socket);
+    socket.once("close", () => unused.delete(socket));
+  });
+  app.server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
+
   // Open streams would hold the server open forever: end them before it stops listening.
   app.addHook("preClose", async () => {
     streams.endAll();
+    for (const socket of unused) socket.destroy();
   });
   app.addHook("onClose", async () => {
     await hub.stop();

@@ -44,7 +44,8 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
     it("replays the events after an id, on the requested topics only", async () => {
       const broker = await make();
       const ids: string[] = [];
-      for (const topic of ["a", "b", "a", "c", "a", "b"]) ids.push((await broker.publish({ topic, data: topic })).event.id);
+      for (const topic of ["a", "b", "a", "c", "a", "b"])
+        ids.push((await broker.publish({ topic, data: topic })).event.id);
       const result = await broker.history(["a", "b"], ids[1] as string, 100);
       expect(result.found).toBe(true);
       expect(result.events.map((e) => e.id)).toEqual([ids[2], ids[4], ids[5]]);

@@ -3,8 +3,8 @@ import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/app.js";
 import { DEFAULT_CONFIG } from "../../src/config.js";
+import { startServer, type TestServer } from "../helpers/server.js";
 import { openStream } from "../helpers/stream.js";
-import { type TestServer, startServer } from "../helpers/server.js";
 
 describe("POST /events", () => {
   let app: FastifyInstance;
@@ -14,7 +14,12 @@ describe("POST /events", () => {
   afterEach(() => app.close());
 
   const postJson = (body: unknown) =>
-    app.inject({ method: "POST", url: "/events", headers: { "content-type": "application/json" }, payload: JSON.stringify(body) });
+    app.inject({
+      method: "POST",
+      url: "/events",
+      headers: { "content-type": "application/json" },
+      payload: JSON.stringify(body),
+    });
 
   it("answers 201 with the assigned id, for JSON", async () => {
     const res = await postJson({ topic: "news", event: "update", data: { a: 1 } });
@@ -24,7 +29,12 @@ describe("POST /events", () => {
   });
 
   it("accepts a form body, as curl -d sends it, with topic defaulting to default", async () => {
-    const res = await app.inject({ method: "POST", url: "/events", payload: "data=hello&retry=250" , headers: { "content-type": "application/x-www-form-urlencoded" } });
+    const res = await app.inject({
+      method: "POST",
+      url: "/events",
+      payload: "data=hello&retry=250",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
     expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({ topic: "default" });
   });
@@ -51,7 +61,11 @@ describe("POST /events", () => {
     const res = await app.inject({
       method: "OPTIONS",
       url: "/events",
-      headers: { origin: "https://app.example", "access-control-request-method": "GET", "access-control-request-headers": "last-event-id" },
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "last-event-id",
+      },
     });
     expect(res.statusCode).toBe(204);
     expect(res.headers["access-control-allow-origin"]).toBe("*");
@@ -66,28 +80,160 @@ describe("bad input gets a clear 4xx, and a live subscriber keeps streaming", ()
   });
   afterEach(() => server.close());
 
-  const cases: { name: string; status: number; code: string; message: RegExp; send: () => { body: string; type?: string; method?: string; path?: string } }[] = [
-    { name: "malformed JSON", status: 400, code: "HERALD_INVALID_JSON", message: /not valid JSON \(Unexpected token/, send: () => ({ body: '{"data": }', type: "application/json" }) },
-    { name: "a body with no Content-Type", status: 415, code: "HERALD_UNSUPPORTED_MEDIA_TYPE", message: /\(none\) is not supported/, send: () => ({ body: "data=1" }) },
-    { name: "an empty JSON body", status: 400, code: "HERALD_INVALID_JSON", message: /empty/, send: () => ({ body: "", type: "application/json" }) },
-    { name: "a JSON array", status: 400, code: "HERALD_INVALID_EVENT", message: /JSON object/, send: () => ({ body: "[1]", type: "application/json" }) },
-    { name: "data missing", status: 400, code: "HERALD_INVALID_EVENT", message: /data is required/, send: () => ({ body: '{"topic":"a"}', type: "application/json" }) },
-    { name: "data missing from a form", status: 400, code: "HERALD_INVALID_EVENT", message: /data is required/, send: () => ({ body: "topic=a", type: "application/x-www-form-urlencoded" }) },
-    { name: "LF in event", status: 400, code: "HERALD_INVALID_EVENT", message: /event .*no CR, LF or NUL/, send: () => ({ body: JSON.stringify({ data: 1, event: "a\ndata: forged" }), type: "application/json" }) },
-    { name: "CR in id", status: 400, code: "HERALD_INVALID_EVENT", message: /id .*no CR, LF or NUL/, send: () => ({ body: JSON.stringify({ data: 1, id: "1\rretry: 1" }), type: "application/json" }) },
-    { name: "NUL in id", status: 400, code: "HERALD_INVALID_EVENT", message: /id .*no CR, LF or NUL/, send: () => ({ body: JSON.stringify({ data: 1, id: "a\u0000" }), type: "application/json" }) },
-    { name: "CRLF in a form event", status: 400, code: "HERALD_INVALID_EVENT", message: /event/, send: () => ({ body: "data=1&event=a%0D%0Aid%3A%202", type: "application/x-www-form-urlencoded" }) },
-    { name: "a topic with a space", status: 400, code: "HERALD_INVALID_TOPIC", message: /A-Z a-z 0-9/, send: () => ({ body: JSON.stringify({ data: 1, topic: "a b" }), type: "application/json" }) },
-    { name: "a topic of 257 characters", status: 400, code: "HERALD_INVALID_TOPIC", message: /1 to 256/, send: () => ({ body: JSON.stringify({ data: 1, topic: "t".repeat(257) }), type: "application/json" }) },
-    { name: "the topic *", status: 400, code: "HERALD_INVALID_TOPIC", message: /topic/, send: () => ({ body: JSON.stringify({ data: 1, topic: "*" }), type: "application/json" }) },
-    { name: "a negative retry", status: 400, code: "HERALD_INVALID_EVENT", message: /retry must be a whole number/, send: () => ({ body: JSON.stringify({ data: 1, retry: -1 }), type: "application/json" }) },
-    { name: "a fractional retry", status: 400, code: "HERALD_INVALID_EVENT", message: /retry/, send: () => ({ body: JSON.stringify({ data: 1, retry: 1.5 }), type: "application/json" }) },
-    { name: "a retry given as a JSON string", status: 400, code: "HERALD_INVALID_EVENT", message: /retry/, send: () => ({ body: JSON.stringify({ data: 1, retry: "5" }), type: "application/json" }) },
-    { name: "a non-numeric form retry", status: 400, code: "HERALD_INVALID_EVENT", message: /retry/, send: () => ({ body: "data=1&retry=soon", type: "application/x-www-form-urlencoded" }) },
-    { name: "an unknown field", status: 400, code: "HERALD_INVALID_EVENT", message: /Unknown field "evnt"/, send: () => ({ body: JSON.stringify({ data: 1, evnt: "x" }), type: "application/json" }) },
-    { name: "a body over MAX_BODY_BYTES", status: 413, code: "HERALD_BODY_TOO_LARGE", message: /1024 bytes \(MAX_BODY_BYTES\)/, send: () => ({ body: JSON.stringify({ data: "x".repeat(2_000) }), type: "application/json" }) },
-    { name: "text/plain", status: 415, code: "HERALD_UNSUPPORTED_MEDIA_TYPE", message: /text\/plain is not supported: send application\/json/, send: () => ({ body: "hello", type: "text/plain" }) },
-    { name: "an unknown route", status: 404, code: "HERALD_NOT_FOUND", message: /No route GET \/nope/, send: () => ({ body: "", method: "GET", path: "/nope" }) },
+  const cases: {
+    name: string;
+    status: number;
+    code: string;
+    message: RegExp;
+    send: () => { body: string; type?: string; method?: string; path?: string };
+  }[] = [
+    {
+      name: "malformed JSON",
+      status: 400,
+      code: "HERALD_INVALID_JSON",
+      message: /not valid JSON \(Unexpected token/,
+      send: () => ({ body: '{"data": }', type: "application/json" }),
+    },
+    {
+      name: "a body with no Content-Type",
+      status: 415,
+      code: "HERALD_UNSUPPORTED_MEDIA_TYPE",
+      message: /\(none\) is not supported/,
+      send: () => ({ body: "data=1" }),
+    },
+    {
+      name: "an empty JSON body",
+      status: 400,
+      code: "HERALD_INVALID_JSON",
+      message: /empty/,
+      send: () => ({ body: "", type: "application/json" }),
+    },
+    {
+      name: "a JSON array",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /JSON object/,
+      send: () => ({ body: "[1]", type: "application/json" }),
+    },
+    {
+      name: "data missing",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /data is required/,
+      send: () => ({ body: '{"topic":"a"}', type: "application/json" }),
+    },
+    {
+      name: "data missing from a form",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /data is required/,
+      send: () => ({ body: "topic=a", type: "application/x-www-form-urlencoded" }),
+    },
+    {
+      name: "LF in event",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /event .*no CR, LF or NUL/,
+      send: () => ({ body: JSON.stringify({ data: 1, event: "a\ndata: forged" }), type: "application/json" }),
+    },
+    {
+      name: "CR in id",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /id .*no CR, LF or NUL/,
+      send: () => ({ body: JSON.stringify({ data: 1, id: "1\rretry: 1" }), type: "application/json" }),
+    },
+    {
+      name: "NUL in id",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /id .*no CR, LF or NUL/,
+      send: () => ({ body: JSON.stringify({ data: 1, id: "a\u0000" }), type: "application/json" }),
+    },
+    {
+      name: "CRLF in a form event",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /event/,
+      send: () => ({ body: "data=1&event=a%0D%0Aid%3A%202", type: "application/x-www-form-urlencoded" }),
+    },
+    {
+      name: "a topic with a space",
+      status: 400,
+      code: "HERALD_INVALID_TOPIC",
+      message: /A-Z a-z 0-9/,
+      send: () => ({ body: JSON.stringify({ data: 1, topic: "a b" }), type: "application/json" }),
+    },
+    {
+      name: "a topic of 257 characters",
+      status: 400,
+      code: "HERALD_INVALID_TOPIC",
+      message: /1 to 256/,
+      send: () => ({ body: JSON.stringify({ data: 1, topic: "t".repeat(257) }), type: "application/json" }),
+    },
+    {
+      name: "the topic *",
+      status: 400,
+      code: "HERALD_INVALID_TOPIC",
+      message: /topic/,
+      send: () => ({ body: JSON.stringify({ data: 1, topic: "*" }), type: "application/json" }),
+    },
+    {
+      name: "a negative retry",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /retry must be a whole number/,
+      send: () => ({ body: JSON.stringify({ data: 1, retry: -1 }), type: "application/json" }),
+    },
+    {
+      name: "a fractional retry",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /retry/,
+      send: () => ({ body: JSON.stringify({ data: 1, retry: 1.5 }), type: "application/json" }),
+    },
+    {
+      name: "a retry given as a JSON string",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /retry/,
+      send: () => ({ body: JSON.stringify({ data: 1, retry: "5" }), type: "application/json" }),
+    },
+    {
+      name: "a non-numeric form retry",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /retry/,
+      send: () => ({ body: "data=1&retry=soon", type: "application/x-www-form-urlencoded" }),
+    },
+    {
+      name: "an unknown field",
+      status: 400,
+      code: "HERALD_INVALID_EVENT",
+      message: /Unknown field "evnt"/,
+      send: () => ({ body: JSON.stringify({ data: 1, evnt: "x" }), type: "application/json" }),
+    },
+    {
+      name: "a body over MAX_BODY_BYTES",
+      status: 413,
+      code: "HERALD_BODY_TOO_LARGE",
+      message: /1024 bytes \(MAX_BODY_BYTES\)/,
+      send: () => ({ body: JSON.stringify({ data: "x".repeat(2_000) }), type: "application/json" }),
+    },
+    {
+      name: "text/plain",
+      status: 415,
+      code: "HERALD_UNSUPPORTED_MEDIA_TYPE",
+      message: /text\/plain is not supported: send application\/json/,
+      send: () => ({ body: "hello", type: "text/plain" }),
+    },
+    {
+      name: "an unknown route",
+      status: 404,
+      code: "HERALD_NOT_FOUND",
+      message: /No route GET \/nope/,
+      send: () => ({ body: "", method: "GET", path: "/nope" }),
+    },
   ];
 
   it.each(cases)("$name → $status $code", async ({ status, code, message, send }) => {

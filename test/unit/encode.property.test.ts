@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type SseMessage, encodeEvent, isSafeFieldValue } from "../../src/sse/encode.js";
+import { encodeEvent, isSafeFieldValue, type SseMessage } from "../../src/sse/encode.js";
 import { SseParser } from "../helpers/sse-parser.js";
 
 /** Any unicode text, with line breaks, NUL, colons and spaces made likely. */

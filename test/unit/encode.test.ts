@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { HEARTBEAT_BYTES, encodeEvent, encodeRetry } from "../../src/sse/encode.js";
+import { encodeEvent, encodeRetry, HEARTBEAT_BYTES } from "../../src/sse/encode.js";
 import { parseSse } from "../helpers/sse-parser.js";
 
 const text = (b: Buffer) => b.toString("utf8");
@@ -26,9 +26,7 @@ describe("encodeEvent", () => {
 
   it("keeps empty data and trailing or blank lines as events a client receives", () => {
     expect(text(encodeEvent({ data: "" }))).toBe("data: \n\n");
-    expect(parseSse(text(encodeEvent({ data: "" }))).events).toEqual([
-      { type: "message", data: "", lastEventId: "" },
-    ]);
+    expect(parseSse(text(encodeEvent({ data: "" }))).events).toEqual([{ type: "message", data: "", lastEventId: "" }]);
     expect(parseSse(text(encodeEvent({ data: "a\n\nb\n" }))).events[0]?.data).toBe("a\n\nb\n");
   });
 

@@ -1,0 +1,151 @@
+import { spawn } from "node:child_process";
+import { EventSource } from "eventsource";
+import { request } from "undici";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startServer, type TestServer } from "../helpers/server.js";
+import { openStream } from "../helpers/stream.js";
+import { waitFor } from "../helpers/wait.js";
+
+let server: TestServer;
+beforeEach(async () => {
+  server = await startServer({ retryMs: 1_500 });
+});
+afterEach(() => server.close());
+
+describe("GET /events", () => {
+  it("sends the SSE headers and a retry line at once, before any event", async () => {
+    const stream = await openStream(`${server.url}/events`);
+    expect(stream.status).toBe(200);
+    expect(stream.headers["content-type"]).toBe("text/event-stream; charset=utf-8");
+    expect(stream.headers["cache-control"]).toBe("no-cache");
+    expect(stream.headers["x-accel-buffering"]).toBe("no");
+    expect(stream.headers.connection).toBe("keep-alive");
+    expect(stream.headers["access-control-allow-origin"]).toBe("*");
+    await stream.until("the retry line", (s) => s.retry !== undefined);
+    expect(stream.raw).toBe("retry: 1500\n\n");
+    stream.close();
+  });
+
+  it("delivers a publish to an EventSource client with its id, event name and data", async () => {
+    const source = new EventSource(`${server.url}/events?topic=news`);
+    try {
+      await new Promise((resolve, reject) => {
+        source.onopen = resolve;
+        source.onerror = reject;
+      });
+      const received = new Promise<MessageEvent>((resolve) => source.addEventListener("update", resolve));
+      const plain = new Promise<MessageEvent>((resolve) => {
+        source.onmessage = resolve;
+      });
+      const first = await server.publish({ topic: "news", event: "update", data: { headline: "hi" } });
+      const second = await server.publish({ topic: "news", data: "two\nlines" });
+      const update = await received;
+      expect(update.lastEventId).toBe(first.id);
+      expect(JSON.parse(update.data)).toEqual({ headline: "hi" });
+      const message = await plain;
+      expect(message.lastEventId).toBe(second.id);
+      expect(message.data).toBe("two\nlines");
+    } finally {
+      source.close();
+    }
+  });
+
+  it("sends a JSON string as its text and any other JSON value as JSON", async () => {
+    const stream = await openStream(`${server.url}/events`);
+    for (const data of ["plain text", '{"already":"json text"}', 42, null, [1, "a"], { nested: { ok: true } }]) {
+      await server.publish({ data });
+    }
+    const events = await stream.take(6);
+    expect(events.map((e) => e.data)).toEqual([
+      "plain text",
+      '{"already":"json text"}',
+      "42",
+      "null",
+      '[1,"a"]',
+      '{"nested":{"ok":true}}',
+    ]);
+    stream.close();
+  });
+
+  it("streams to curl -N as soon as events are published", async () => {
+    const curl = spawn("curl", ["-sN", `${server.url}/events?topic=cli`]);
+    let out = "";
+    curl.stdout.on("data", (chunk) => {
+      out += chunk;
+    });
+    try {
+      await waitFor("curl to print the retry line", () => out.includes("retry: 1500"));
+      const { id } = await server.publish({ topic: "cli", event: "note", data: "from curl" });
+      await waitFor("curl to print the event", () => out.includes("data: from curl\n\n"));
+      expect(out).toContain(`id: ${id}\nevent: note\ndata: from curl\n\n`);
+    } finally {
+      curl.kill();
+    }
+  });
+
+  it("keeps topics apart, and serves several topics, the default topic and * on one stream each", async () => {
+    const only = {
+      a: await openStream(`${server.url}/events?topic=a`),
+      ab: await openStream(`${server.url}/events?topic=a&topic=orders/42`),
+      all: await openStream(`${server.url}/events?topic=*`),
+      none: await openStream(`${server.url}/events`),
+    };
+    for (const topic of ["a", "orders/42", "c", "default", "a"]) await server.publish({ topic, data: topic });
+    await only.all.take(5);
+    await only.a.take(2);
+    await only.ab.take(3);
+    await only.none.take(1);
+    // A last event on every topic, so anything wrongly routed would have arrived before it.
+    for (const topic of ["a", "orders/42", "c", "default"]) await server.publish({ topic, data: `end ${topic}` });
+    await only.all.take(9);
+    await only.a.take(3);
+    await only.ab.take(5);
+    await only.none.take(2);
+    expect(only.a.events.map((e) => e.data)).toEqual(["a", "a", "end a"]);
+    expect(only.ab.events.map((e) => e.data)).toEqual(["a", "orders/42", "a", "end a", "end orders/42"]);
+    expect(only.none.events.map((e) => e.data)).toEqual(["default", "end default"]);
+    expect(only.all.events.map((e) => e.data)).toEqual([
+      "a",
+      "orders/42",
+      "c",
+      "default",
+      "a",
+      "end a",
+      "end orders/42",
+      "end c",
+      "end default",
+    ]);
+    for (const s of Object.values(only)) s.close();
+  });
+
+  it("refuses a bad topic with a 400 before the stream opens", async () => {
+    const res = await request(`${server.url}/events?topic=ok&topic=no%20spaces`);
+    expect(res.statusCode).toBe(400);
+    expect(res.headers["content-type"]).toContain("application/json");
+    expect(await res.body.json()).toMatchObject({
+      code: "HERALD_INVALID_TOPIC",
+      message: expect.stringContaining('"no spaces"'),
+    });
+    expect((await server.stats()).connections).toBe(0);
+  });
+
+  it("counts streams and subscribers per topic in /stats, and frees them on disconnect", async () => {
+    const streams = [
+      await openStream(`${server.url}/events?topic=a`),
+      await openStream(`${server.url}/events?topic=a&topic=b`),
+      await openStream(`${server.url}/events?topic=*`),
+    ];
+    const stats = await server.stats();
+    expect(stats).toMatchObject({ connections: 3, timers: 0, topics: { a: 2, b: 1, "*": 1 } });
+    await server.publish({ topic: "a", data: "x" });
+    await Promise.all(streams.map((s) => s.take(1)));
+    expect((await server.stats()).delivered).toBe(3);
+    for (const s of streams) s.close();
+    const after = await waitFor("the server to see the disconnects", async () => {
+      const s = await server.stats();
+      return s.connections === 0 && s;
+    });
+    expect(after.topics).toEqual({});
+    expect(after).toMatchObject({ published: 1, delivered: 3 });
+  });
+});
