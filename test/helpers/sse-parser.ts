@@ -40,7 +40,10 @@ export class SseParser {
   }
 
   #processLine(line: string): void {
-    if (line === "") return this.#dispatch();
+    if (line === "") {
+      this.#dispatch();
+      return;
+    }
     if (line.startsWith(":")) {
       this.comments.push(line.slice(1));
       return;
