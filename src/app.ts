@@ -5,6 +5,7 @@ import cors from "@fastify/cors";
 import formbody from "@fastify/formbody";
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
+import type { Broker } from "./broker/broker.js";
 import { MemoryBroker } from "./broker/memory-broker.js";
 import type { Config } from "./config.js";
 import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTypeError } from "./errors.js";
@@ -31,11 +32,17 @@ function translateError(err: FastifyError, config: Config, contentType: string |
   }
 }
 
+/** What `buildApp` takes besides the config. */
+export interface BuildAppOptions {
+  /** The broker to use instead of the one `config` selects; the app closes it on close. */
+  broker?: Broker;
+}
+
 /**
  * Builds the Herald app for `config`: routes, plugins, broker and hub. Never listens; `main.ts`
  * (or a test) does. Closing the app ends every open stream and closes the broker.
  */
-export async function buildApp(config: Config): Promise<FastifyInstance> {
+export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: config.logLevel },
     bodyLimit: config.maxBodyBytes,
@@ -43,7 +50,7 @@ export async function buildApp(config: Config): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
 
-  const broker = new MemoryBroker({ historySize: config.historySize });
+  const broker = options.broker ?? new MemoryBroker({ historySize: config.historySize });
   const hub = new Hub({ broker, replayLimit: config.historySize, log: app.log });
   const streams = new StreamRegistry({
     heartbeatMs: config.heartbeatMs,

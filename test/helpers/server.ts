@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { request } from "undici";
-import { buildApp } from "../../src/app.js";
+import { type BuildAppOptions, buildApp } from "../../src/app.js";
 import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
 
 export interface TestServer {
@@ -26,8 +26,12 @@ export interface Stats {
 }
 
 /** Builds Herald with `overrides` and listens on 127.0.0.1, port 0. */
-export async function startServer(overrides: Partial<Config> = {}, port = 0): Promise<TestServer> {
-  const app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent", ...overrides, host: "127.0.0.1", port });
+export async function startServer(
+  overrides: Partial<Config> = {},
+  port = 0,
+  options: BuildAppOptions = {},
+): Promise<TestServer> {
+  const app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent", ...overrides, host: "127.0.0.1", port }, options);
   await app.listen({ host: "127.0.0.1", port });
   const address = app.server.address();
   if (address === null || typeof address === "string") throw new Error("no TCP address");
