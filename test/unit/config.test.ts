@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, DEFAULT_CONFIG, loadConfig } from "../../src/config.js";
+
+describe("loadConfig", () => {
+  it("gives the documented defaults for an empty environment", () => {
+    expect(loadConfig({})).toEqual({
+      port: 3000,
+      host: "127.0.0.1",
+      heartbeatMs: 15_000,
+      retryMs: 3_000,
+      historySize: 10_000,
+      tickMs: 1_000,
+      corsOrigin: "*",
+      maxBodyBytes: 65_536,
+      maxSubscriberBufferBytes: 1_048_576,
+      logLevel: "info",
+    });
+    expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
+  });
+
+  it("reads every variable", () => {
+    expect(
+      loadConfig({
+        PORT: "8080",
+        HOST: "0.0.0.0",
+        HEARTBEAT_MS: "5000",
+        RETRY_MS: "0",
+        HISTORY_SIZE: "5",
+        TICK_MS: "250",
+        CORS_ORIGIN: "https://a.example, http://localhost:5173",
+        MAX_BODY_BYTES: "1024",
+        MAX_SUBSCRIBER_BUFFER_BYTES: "2048",
+        LOG_LEVEL: "debug",
+      }),
+    ).toEqual({
+      port: 8080,
+      host: "0.0.0.0",
+      heartbeatMs: 5_000,
+      retryMs: 0,
+      historySize: 5,
+      tickMs: 250,
+      corsOrigin: ["https://a.example", "http://localhost:5173"],
+      maxBodyBytes: 1_024,
+      maxSubscriberBufferBytes: 2_048,
+      logLevel: "debug",
+    });
+  });
+
+  it.each([
+    ["PORT", "70000", "use a whole number from 0 to 65535"],
+    ["PORT", "3000abc", "use a whole number from 0 to 65535"],
+    ["HEARTBEAT_MS", "-1", "from 10 to 3600000"],
+    ["RETRY_MS", "1.5", "from 0 to 3600000"],
+    ["HISTORY_SIZE", "0", "from 1 to 10000000"],
+    ["TICK_MS", "50", "from 100 to 60000"],
+    ["MAX_BODY_BYTES", "big", "from 64 to"],
+    ["MAX_SUBSCRIBER_BUFFER_BYTES", "1", "from 1024 to"],
+    ["CORS_ORIGIN", "example.com", "use * or a comma-separated list of origins"],
+    ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
+  ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
+    const load = () => loadConfig({ [name]: value });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(`${name}=${JSON.stringify(value)} is invalid: `);
+    expect(load).toThrow(accepts);
+  });
+});
