@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
-import { runHerald, type HeraldProcess } from "../helpers/process.js";
+import { type HeraldProcess, runHerald } from "../helpers/process.js";
 import { startServer } from "../helpers/server.js";
 import { openStream } from "../helpers/stream.js";
 import { waitFor } from "../helpers/wait.js";
