@@ -3,10 +3,10 @@ import { describe, expect, it } from "vitest";
 import { ERRORS } from "../../src/errors.js";
 
 describe("the error registry", () => {
-  const registered = ERRORS.map((E) => {
-    const e = new E("x", "y");
-    return { code: e.code, statusCode: e.statusCode };
-  });
+  const registered = ERRORS.map(({ prototype }) => ({
+    code: new (prototype.constructor as new () => typeof prototype)().code,
+    statusCode: new (prototype.constructor as new () => typeof prototype)().statusCode,
+  }));
 
   it("uses every code once, each with a 4xx status", () => {
     expect(new Set(registered.map((e) => e.code)).size).toBe(registered.length);
