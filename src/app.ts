@@ -51,7 +51,12 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
 
   const broker = options.broker ?? new MemoryBroker({ historySize: config.historySize });
-  const hub = new Hub({ broker, replayLimit: config.historySize, log: app.log });
+  const hub = new Hub({
+    broker,
+    replayLimit: config.historySize,
+    maxPendingBytes: config.maxSubscriberBufferBytes,
+    log: app.log,
+  });
   const streams = new StreamRegistry({
     heartbeatMs: config.heartbeatMs,
     retryMs: config.retryMs,

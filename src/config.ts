@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+
 /** Every Herald setting, typed. `loadConfig` is the only place that reads environment variables. */
 export interface Config {
   port: number;
@@ -70,13 +72,26 @@ function logLevel(env: Env): LogLevel {
   return raw as LogLevel;
 }
 
+function host(env: Env): string {
+  const raw = env.HOST?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_CONFIG.host;
+  if (
+    isIP(raw) === 0 &&
+    !/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(raw)
+  ) {
+    throw new ConfigError(
+      `HOST=${JSON.stringify(raw)} is invalid: use an IP address (127.0.0.1, or 0.0.0.0 for every interface) or a host name`,
+    );
+  }
+  return raw;
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
-  const host = env.HOST?.trim() || d.host;
   return {
     port: integer(env, "PORT", d.port, 0, 65_535),
-    host,
+    host: host(env),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
     retryMs: integer(env, "RETRY_MS", d.retryMs, 0, 3_600_000),
     historySize: integer(env, "HISTORY_SIZE", d.historySize, 1, 10_000_000),

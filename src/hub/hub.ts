@@ -9,8 +9,13 @@ export interface HubOptions {
   broker: Broker;
   /** The most events one Last-Event-ID replay may send (a bound on the history scan). */
   replayLimit: number;
+  /** The most bytes of live events a stream may hold back while it replays. */
+  maxPendingBytes: number;
   log: FastifyBaseLogger;
 }
+
+/** A replay hands this much to a stream, then waits for the socket to drain before the next batch. */
+const REPLAY_BATCH_BYTES = 64 * 1024;
 
 /** Counters for `/stats`. */
 export interface HubCounters {
@@ -23,11 +28,21 @@ export interface HubCounters {
 /** A local stream's interest in some topics. While it replays, live events wait in `pending`. */
 class Subscription {
   pending: { event: StoredEvent; bytes: Buffer }[] | undefined;
-  constructor(readonly stream: SseStream) {}
+  #pendingBytes = 0;
+  constructor(
+    readonly stream: SseStream,
+    readonly maxPendingBytes: number,
+  ) {}
 
   deliver(event: StoredEvent, bytes: Buffer): void {
-    if (this.pending === undefined) this.stream.send(bytes);
-    else this.pending.push({ event, bytes });
+    if (this.pending === undefined) {
+      this.stream.send(bytes);
+      return;
+    }
+    this.pending.push({ event, bytes });
+    this.#pendingBytes += bytes.length;
+    // A client too slow to take its replay must not make the server hold the live feed for it.
+    if (this.#pendingBytes > this.maxPendingBytes) this.stream.dropTooSlow(this.#pendingBytes);
   }
 }
 
@@ -38,6 +53,7 @@ class Subscription {
 export class Hub {
   readonly #broker: Broker;
   readonly #replayLimit: number;
+  readonly #maxPendingBytes: number;
   readonly #log: FastifyBaseLogger;
   readonly #byTopic = new Map<string, Set<Subscription>>();
   readonly #everyTopic = new Set<Subscription>();
@@ -47,6 +63,7 @@ export class Hub {
   constructor(options: HubOptions) {
     this.#broker = options.broker;
     this.#replayLimit = options.replayLimit;
+    this.#maxPendingBytes = options.maxPendingBytes;
     this.#log = options.log;
   }
 
@@ -70,8 +87,8 @@ export class Hub {
 
   /** Subscriber count per topic (`*` for streams on every topic); topics without subscribers are absent. */
   topicCounts(): Record<string, number> {
-    const counts: Record<string, number> = {};
-    for (const [topic, subs] of this.#byTopic) counts[topic] = subs.size;
+    // fromEntries defines own properties, so a topic named __proto__ is counted like any other.
+    const counts = Object.fromEntries([...this.#byTopic].map(([topic, subs]) => [topic, subs.size]));
     if (this.#everyTopic.size > 0) counts[ALL_TOPICS] = this.#everyTopic.size;
     return counts;
   }
@@ -80,10 +97,11 @@ export class Hub {
    * Attaches `stream` to `topics` until it closes. With `lastEventId`, first sends every retained
    * event after it (or a `reset` event when that id has left history), then the live feed: no gap
    * and no duplicate, because the subscription exists before history is read and live events that
-   * history already held are dropped.
+   * history already held are dropped. The replay goes out in batches, each after the socket has
+   * drained, so a client that does not read holds at most one batch.
    */
   async subscribe(stream: SseStream, topics: TopicSelection, lastEventId?: string): Promise<void> {
-    const sub = new Subscription(stream);
+    const sub = new Subscription(stream, this.#maxPendingBytes);
     if (lastEventId !== undefined) sub.pending = [];
     this.#attach(sub, topics);
     stream.onClose(() => this.#detach(sub, topics));
@@ -98,20 +116,28 @@ export class Hub {
       stream.end();
       return;
     }
-    const pending = sub.pending ?? [];
+    if (stream.closed) return;
     if (!history.found) {
       this.counters.resets++;
       stream.send(encodeEvent(resetEvent(lastEventId, history.head)));
     } else {
       this.counters.replays++;
-      const live = new Set(pending.map((p) => p.event.id));
+      const live = new Set(sub.pending?.map((p) => p.event.id));
+      let batchBytes = 0;
       for (const event of history.events) {
         if (live.has(event.id)) continue;
-        stream.send(encodeEvent(event));
+        const bytes = encodeEvent(event);
+        stream.send(bytes);
         this.counters.delivered++;
+        batchBytes += bytes.length;
+        if (batchBytes >= REPLAY_BATCH_BYTES) {
+          batchBytes = 0;
+          if (!(await stream.drain())) return;
+        }
       }
     }
-    for (const p of pending) stream.send(p.bytes);
+    // Nothing is awaited from here on, so no live event can slip between these and the live feed.
+    for (const p of sub.pending ?? []) stream.send(p.bytes);
     sub.pending = undefined;
   }
 

@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifySchemaValidationError } from "fastify";
 import type { EventInput } from "../broker/broker.js";
-import { InvalidEventError, InvalidQueryError, InvalidTopicError } from "../errors.js";
+import { InvalidEventError, InvalidTopicError } from "../errors.js";
 import type { Hub } from "../hub/hub.js";
 import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import { resumeId } from "./resume-id.js";
 
 /** Options for the events routes. */
 export interface EventsRoutesOptions {
@@ -65,32 +66,35 @@ function bodyError(errors: FastifySchemaValidationError[]): Error {
 }
 
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
+function encodeData(data: unknown): string {
+  if (typeof data === "string") return data;
+  try {
+    return JSON.stringify(data);
+  } catch (err) {
+    // JSON.parse takes any depth; JSON.stringify recurses and runs out of stack on thousands of levels.
+    throw new InvalidEventError("data is nested too deeply: keep it under a few hundred levels", { cause: err });
+  }
+}
+
 function toEventInput(body: PublishBody): EventInput {
   return {
     topic: body.topic ?? DEFAULT_TOPIC,
-    data: typeof body.data === "string" ? body.data : JSON.stringify(body.data),
+    data: encodeData(body.data),
     ...(body.event !== undefined && { event: body.event }),
     ...(body.id !== undefined && { id: body.id }),
     ...(body.retry !== undefined && { retry: body.retry }),
   };
 }
 
-function singleQueryValue(name: string, value: string | string[] | undefined): string | undefined {
-  if (Array.isArray(value)) throw new InvalidQueryError(`Give ${name} once, not ${value.length} times`);
-  return value;
-}
-
 /** `GET /events` streams topics; `POST /events` publishes. */
 export async function eventsRoutes(app: FastifyInstance, { hub, streams }: EventsRoutesOptions): Promise<void> {
   app.get<{ Querystring: { topic?: string | string[]; lastEventId?: string | string[] } }>(
     "/events",
+    // A HEAD would open a stream that never ends.
+    { exposeHeadRoute: false },
     async (request, reply) => {
       const topics = parseTopicSelection(request.query.topic);
-      // The header wins: EventSource keeps the URL (and its lastEventId) on reconnect but sends
-      // the newest id in Last-Event-ID.
-      const header = request.headers["last-event-id"];
-      const fromQuery = singleQueryValue("lastEventId", request.query.lastEventId);
-      const lastEventId = (typeof header === "string" && header !== "" ? header : fromQuery) || undefined;
+      const lastEventId = resumeId(request.headers["last-event-id"], request.query.lastEventId);
       const stream = streams.open(reply);
       await hub.subscribe(stream, topics, lastEventId);
     },
@@ -104,7 +108,7 @@ export async function eventsRoutes(app: FastifyInstance, { hub, streams }: Event
       preValidation: async (request) => {
         // Form fields are all text: let `retry=5000` count as the number it spells.
         const body = request.body as unknown as Record<string, unknown> | undefined;
-        const isForm = request.headers["content-type"]?.startsWith("application/x-www-form-urlencoded");
+        const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
         }

@@ -20,6 +20,7 @@ export async function statsRoutes(app: FastifyInstance, { hub, streams, ticks }:
     topics: hub.topicCounts(),
     ...hub.counters,
     closedTooSlow: streams.closedTooSlow,
+    bufferedBytes: streams.bufferedBytes(),
     uptimeS: Math.floor((Date.now() - startedAt) / 1000),
   }));
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { InvalidQueryError } from "../errors.js";
 import { encodeEvent } from "../sse/encode.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import { resumeId } from "./resume-id.js";
 
 /** Options for the ticks route. */
 export interface TicksRoutesOptions {
@@ -42,23 +43,27 @@ function parseResumeSeq(raw: string | undefined): number {
  */
 export async function ticksRoutes(app: FastifyInstance, options: TicksRoutesOptions & { counters: TickCounters }) {
   const { streams, tickMs, counters } = options;
-  app.get<{ Querystring: { interval?: string | string[]; lastEventId?: string } }>("/ticks", async (request, reply) => {
-    const interval = parseInterval(request.query.interval, tickMs);
-    const header = request.headers["last-event-id"];
-    let seq = parseResumeSeq(typeof header === "string" && header !== "" ? header : request.query.lastEventId);
+  const route = { exposeHeadRoute: false };
+  app.get<{ Querystring: { interval?: string | string[]; lastEventId?: string | string[] } }>(
+    "/ticks",
+    route,
+    async (request, reply) => {
+      const interval = parseInterval(request.query.interval, tickMs);
+      let seq = parseResumeSeq(resumeId(request.headers["last-event-id"], request.query.lastEventId));
 
-    const stream = streams.open(reply);
-    const tick = () => {
-      seq++;
-      const data = JSON.stringify({ time: new Date().toISOString(), seq });
-      stream.send(encodeEvent({ id: String(seq), event: "tick", data }));
-    };
-    tick();
-    const timer = setInterval(tick, interval);
-    counters.timers++;
-    stream.onClose(() => {
-      clearInterval(timer);
-      counters.timers--;
-    });
-  });
+      const stream = streams.open(reply);
+      const tick = () => {
+        seq++;
+        const data = JSON.stringify({ time: new Date().toISOString(), seq });
+        stream.send(encodeEvent({ id: String(seq), event: "tick", data }));
+      };
+      tick();
+      const timer = setInterval(tick, interval);
+      counters.timers++;
+      stream.onClose(() => {
+        clearInterval(timer);
+        counters.timers--;
+      });
+    },
+  );
 }

@@ -20,7 +20,8 @@ const SSE_HEADERS = {
 
 /**
  * Every open event stream of the process, of every kind. Owns the one heartbeat timer (running
- * only while a stream is open) and the one flush per event-loop turn that batches writes.
+ * only while a stream is open; a stream silent for `heartbeatMs` gets a comment) and the one
+ * flush per event-loop turn that batches writes.
  */
 export class StreamRegistry implements StreamOwner {
   readonly #options: StreamRegistryOptions;
@@ -29,6 +30,8 @@ export class StreamRegistry implements StreamOwner {
   #dirty: SseStream[] = [];
   #flushScheduled = false;
   #heartbeat: NodeJS.Timeout | undefined;
+  /** Half-periods of the heartbeat timer so far. */
+  beat = 0;
   /** Streams dropped so far for holding more than `maxSubscriberBufferBytes` unsent. */
   closedTooSlow = 0;
 
@@ -40,6 +43,13 @@ export class StreamRegistry implements StreamOwner {
   /** Open streams right now. */
   get size(): number {
     return this.#streams.size;
+  }
+
+  /** Bytes waiting for clients across all streams (a walk over every stream: for `/stats`, not hot paths). */
+  bufferedBytes(): number {
+    let total = 0;
+    for (const stream of this.#streams) total += stream.bufferedBytes;
+    return total;
   }
 
   /**
@@ -57,10 +67,11 @@ export class StreamRegistry implements StreamOwner {
     res.socket?.setTimeout(0);
     res.writeHead(200, headers);
     res.write(this.#retryBytes);
-    const stream = new SseStream(res, this, this.#options.maxSubscriberBufferBytes);
+    const stream = new SseStream(res, request.raw.socket, this, this.#options.maxSubscriberBufferBytes);
     this.#streams.add(stream);
     if (this.#heartbeat === undefined) {
-      this.#heartbeat = setInterval(() => this.#beat(), this.#options.heartbeatMs);
+      // Ticking at half the period bounds a stream's silence to one period, whenever its last write was.
+      this.#heartbeat = setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#options.heartbeatMs / 2)));
       this.#heartbeat.unref();
     }
     return stream;
@@ -101,9 +112,9 @@ export class StreamRegistry implements StreamOwner {
   }
 
   #beat(): void {
+    this.beat++;
     for (const stream of this.#streams) {
-      if (!stream.active) stream.send(HEARTBEAT_BYTES);
-      stream.active = false;
+      if (this.beat - stream.lastActiveBeat >= 2) stream.send(HEARTBEAT_BYTES);
     }
   }
 }

@@ -22,6 +22,7 @@ export interface Stats {
   replays: number;
   resets: number;
   closedTooSlow: number;
+  bufferedBytes: number;
   uptimeS: number;
 }
 

@@ -39,7 +39,7 @@ describe("POST /events", () => {
     expect(res.json()).toMatchObject({ topic: "default" });
   });
 
-  it("assigns ids that differ and keep their order", async () => {
+  it("assigns a different id to every event", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) ids.push((await postJson({ data: i })).json().id);
     expect(new Set(ids).size).toBe(3);
@@ -55,6 +55,32 @@ describe("POST /events", () => {
     const conflict = await postJson({ topic: "orders", id: "order-42", data: { total: 6 } });
     expect(conflict.statusCode).toBe(409);
     expect(conflict.json()).toMatchObject({ code: "HERALD_ID_CONFLICT", message: expect.stringContaining("order-42") });
+  });
+
+  it("takes a form sent with an upper-case Content-Type, retry included", async () => {
+    const res = await app.inject({
+      method: "POST",
+      url: "/events",
+      payload: "data=x&retry=5",
+      headers: { "content-type": "Application/X-WWW-Form-Urlencoded" },
+    });
+    expect(res.statusCode).toBe(201);
+  });
+
+  it("answers 400, not 500, for data nested too deeply to encode", async () => {
+    const roomy = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent", maxBodyBytes: 100_000 });
+    const res = await roomy.inject({
+      method: "POST",
+      url: "/events",
+      headers: { "content-type": "application/json" },
+      payload: `{"data":${"[".repeat(20_000)}${"]".repeat(20_000)}}`,
+    });
+    await roomy.close();
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toMatchObject({
+      code: "HERALD_INVALID_EVENT",
+      message: expect.stringContaining("nested too deeply"),
+    });
   });
 
   it("allows Last-Event-ID in CORS preflight, from any origin by default", async () => {

@@ -18,6 +18,23 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
+/** A promise the test opens by hand; `waiting` tells that someone awaits it. */
+function gate() {
+  let open: () => void = () => {};
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  const g = {
+    waiting: false,
+    open,
+    get promise() {
+      g.waiting = true;
+      return promise;
+    },
+  };
+  return g;
+}
+
 async function publishMany(server: TestServer, topic: string, n: number, from = 0) {
   const ids: string[] = [];
   for (let i = from; i < from + n; i++) ids.push((await server.publish({ topic, data: `${i}` })).id);
@@ -134,31 +151,35 @@ describe("replay with Last-Event-ID", () => {
     reference.close();
   });
 
-  it("drops live events that the history read already returned, when publishes land during that read", async () => {
-    // History reads that wait for the test to let them go: the window in which a slower engine
-    // (Redis, SQLite) would see live events arrive while it is still reading.
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
+  it("neither loses nor repeats live events published while history is being read", async () => {
+    // A history read that the test holds open on both sides: the window in which a slower engine
+    // (Redis, SQLite) sees live events arrive before, and after, it has read.
+    const before = gate();
+    const after = gate();
     class GatedHistoryBroker extends MemoryBroker {
       override async history(...args: Parameters<MemoryBroker["history"]>) {
-        await gate;
-        return super.history(...args);
+        await before.promise;
+        const result = await super.history(...args);
+        await after.promise;
+        return result;
       }
     }
     const server = await start({}, { broker: new GatedHistoryBroker({ historySize: 100 }) });
     const ids = await publishMany(server, "t", 3);
     const stream = await openStream(`${server.url}/events?topic=t`, { "last-event-id": ids[0] as string });
-    // Published after the subscription, before history is read: both the live feed and history hold these.
+    await stream.until("the stream to open", (s) => s.retry !== undefined);
+    // After subscribing, before the read: history and the live feed both hold these.
     await publishMany(server, "t", 3, 3);
-    release();
+    before.open();
+    await waitFor("history to be read", () => after.waiting);
+    // After the read, before the replay: only the live feed holds these.
     await publishMany(server, "t", 2, 6);
-    const events = await stream.take(7);
-    expect(events.map((e) => e.data)).toEqual(["1", "2", "3", "4", "5", "6", "7"]);
-    await server.publish({ topic: "t", data: "end" });
+    after.open();
+    await publishMany(server, "t", 1, 8);
     await stream.take(8);
-    expect(stream.events.map((e) => e.data)).toEqual(["1", "2", "3", "4", "5", "6", "7", "end"]);
+    await server.publish({ topic: "t", data: "end" });
+    await stream.take(9);
+    expect(stream.events.map((e) => e.data)).toEqual(["1", "2", "3", "4", "5", "6", "7", "8", "end"]);
     stream.close();
   });
 

@@ -9,11 +9,11 @@ let server: TestServer;
 afterEach(() => server.close());
 
 /** A client that asks for a stream and then never reads a byte. */
-async function stalledClient(url: string, path: string) {
+async function stalledClient(url: string, path: string, headers = "") {
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   await new Promise((resolve) => socket.once("connect", resolve));
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nAccept: text/event-stream\r\n\r\n`);
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nAccept: text/event-stream\r\n${headers}\r\n`);
   socket.pause();
   let closedByServer = false;
   socket.on("close", () => {
@@ -51,6 +51,36 @@ describe("a subscriber that does not read", () => {
     // Once the stalled client reads again it finds its stream ended, and can reconnect with its id.
     stalled.socket.resume();
     await waitFor("the stalled client to see its stream closed", () => stalled.closed());
+    reader.close();
+  });
+
+  it("holds at most a batch for a client that asks for a long replay and does not read it", async () => {
+    server = await startServer({ maxSubscriberBufferBytes: LIMIT * 4, historySize: 600 });
+    const chunk = "y".repeat(32 * 1024);
+    const ids: string[] = [];
+    for (let i = 0; i < 600; i++) ids.push((await server.publish({ topic: "big", data: `${i} ${chunk}` })).id);
+    // ~19 MB of history each: without batching, these four would make the server hold ~76 MB.
+    const stalled = await Promise.all(
+      Array.from({ length: 4 }, () => stalledClient(server.url, "/events?topic=big", `Last-Event-ID: ${ids[0]}\r\n`)),
+    );
+    const reader = await openStream(`${server.url}/events?topic=big`, { "last-event-id": ids[0] as string });
+    await reader.until("the whole replay", (s) => s.events.length === 599, 20_000);
+    let peak = 0;
+    for (let i = 0; i < 20; i++) {
+      peak = Math.max(peak, (await server.stats()).bufferedBytes);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(peak).toBeLessThanOrEqual(4 * LIMIT * 4);
+
+    // Live events queue up behind each stalled replay until its bound, then it is dropped.
+    let published = 0;
+    while ((await server.stats()).closedTooSlow < 4 && published < 200) {
+      await server.publish({ topic: "big", data: `live ${chunk}` });
+      published++;
+    }
+    expect(await server.stats()).toMatchObject({ closedTooSlow: 4, connections: 1 });
+    await reader.until("the live events", (s) => s.events.length === 599 + published, 20_000);
+    for (const s of stalled) s.socket.destroy();
     reader.close();
   });
 });

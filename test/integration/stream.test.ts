@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { connect } from "node:net";
 import { EventSource } from "eventsource";
 import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -147,5 +148,46 @@ describe("GET /events", () => {
     });
     expect(after.topics).toEqual({});
     expect(after).toMatchObject({ published: 1, delivered: 3 });
+  });
+});
+
+describe("stream edge cases", () => {
+  it("resumes after a non-ASCII id sent as UTF-8 in Last-Event-ID, as browsers send it", async () => {
+    await server.publish({ topic: "u", id: "café-1", data: "first" });
+    await server.publish({ topic: "u", data: "second" });
+    const stream = await openStream(`${server.url}/events?topic=u`, { "last-event-id": "café-1" });
+    const [event] = await stream.take(1);
+    expect(event).toMatchObject({ type: "message", data: "second" });
+    stream.close();
+  });
+
+  it("counts a topic named __proto__ like any other", async () => {
+    const stream = await openStream(`${server.url}/events?topic=__proto__`);
+    expect(Object.entries((await server.stats()).topics)).toEqual([["__proto__", 1]]);
+    stream.close();
+  });
+
+  it("answers HEAD on a stream route at once instead of opening a stream that never ends", async () => {
+    for (const path of ["/events", "/ticks"]) {
+      const res = await request(`${server.url}${path}`, { method: "HEAD" });
+      expect(res.statusCode).toBe(404);
+      await res.body.dump();
+    }
+    expect(await server.stats()).toMatchObject({ connections: 0, timers: 0 });
+  });
+
+  it("frees pipelined stream requests when their socket closes", async () => {
+    const { hostname, port } = new URL(server.url);
+    const socket = connect(Number(port), hostname);
+    await new Promise((resolve) => socket.once("connect", resolve));
+    // The second request waits behind the first, whose stream never ends: its response has no socket yet.
+    socket.write(`GET /events?topic=p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /events?topic=p2 HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await waitFor("both streams to subscribe", async () => (await server.stats()).connections === 2);
+    socket.destroy();
+    const stats = await waitFor("both streams to be freed", async () => {
+      const s = await server.stats();
+      return s.connections === 0 && s;
+    });
+    expect(stats.topics).toEqual({});
   });
 });

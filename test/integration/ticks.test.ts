@@ -60,17 +60,18 @@ describe("GET /ticks", () => {
   });
 
   it("frees each stream's timer the moment its client goes, over many connect/disconnect cycles", async () => {
+    // Fake setInterval lets the test count the real timers; the first tick of a stream is sent at once.
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
     for (let round = 0; round < 10; round++) {
       const streams = await Promise.all(
         Array.from({ length: 10 }, () => openStream(`${server.url}/ticks?interval=100`)),
       );
       await Promise.all(streams.map((s) => s.take(1)));
       expect(await server.stats()).toMatchObject({ connections: 10, timers: 10 });
+      expect(vi.getTimerCount()).toBe(11); // ten tick timers and the shared heartbeat timer
       for (const s of streams) s.close();
-      await waitFor("every timer to be freed", async () => {
-        const stats = await server.stats();
-        return stats.timers === 0 && stats.connections === 0;
-      });
+      await waitFor("every timer to be cleared", () => vi.getTimerCount() === 0);
+      expect(await server.stats()).toMatchObject({ connections: 0, timers: 0 });
     }
   });
 });

@@ -22,7 +22,7 @@ describe("loadConfig", () => {
     expect(
       loadConfig({
         PORT: "8080",
-        HOST: "0.0.0.0",
+        HOST: "::",
         HEARTBEAT_MS: "5000",
         RETRY_MS: "0",
         HISTORY_SIZE: "5",
@@ -34,7 +34,7 @@ describe("loadConfig", () => {
       }),
     ).toEqual({
       port: 8080,
-      host: "0.0.0.0",
+      host: "::",
       heartbeatMs: 5_000,
       retryMs: 0,
       historySize: 5,
@@ -56,6 +56,7 @@ describe("loadConfig", () => {
     ["MAX_BODY_BYTES", "big", "from 64 to"],
     ["MAX_SUBSCRIBER_BUFFER_BYTES", "1", "from 1024 to"],
     ["CORS_ORIGIN", "example.com", "use * or a comma-separated list of origins"],
+    ["HOST", "not a host!", "use an IP address (127.0.0.1, or 0.0.0.0 for every interface) or a host name"],
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
   ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
     const load = () => loadConfig({ [name]: value });
