@@ -5,7 +5,7 @@ import { InvalidQueryError } from "../errors.js";
  * when it is valid UTF-8, so an id like `café-1` matches; otherwise keep the bytes as they came.
  */
 function decodeHeader(value: string): string {
-  if (/^[\x00-\x7f]*$/.test(value)) return value;
+  if (!/[\u0080-\u00ff]/.test(value)) return value;
   const utf8 = Buffer.from(value, "latin1").toString("utf8");
   return utf8.includes("\uFFFD") ? value : utf8;
 }
