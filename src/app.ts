@@ -6,7 +6,7 @@ import formbody from "@fastify/formbody";
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import type { Broker } from "./broker/broker.js";
-import { MemoryBroker } from "./broker/memory-broker.js";
+import { createBroker } from "./broker/create-broker.js";
 import type { Config } from "./config.js";
 import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTypeError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
@@ -50,7 +50,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
   });
 
-  const broker = options.broker ?? new MemoryBroker({ historySize: config.historySize });
+  const broker = options.broker ?? (await createBroker(config, app.log));
   const hub = new Hub({
     broker,
     replayLimit: config.historySize,
@@ -87,11 +87,13 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     const error = translateError(err, config, request.headers["content-type"]) as FastifyError;
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) request.log.error({ err }, "request failed");
+    // Herald's own errors say what happened; anything else is a bug whose details stay in the log.
+    const ours = error.code?.startsWith("HERALD_") === true;
     reply.code(statusCode).send({
       statusCode,
       code: error.code,
       error: STATUS_CODES[statusCode],
-      message: statusCode >= 500 ? "Internal Server Error" : error.message,
+      message: ours || statusCode < 500 ? error.message : "Internal Server Error",
     });
   });
   app.setNotFoundHandler((request, reply) => {
@@ -101,7 +103,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   await app.register(eventsRoutes, { hub, streams });
   await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
   await app.register(statsRoutes, { hub, streams, ticks });
-  await app.register(healthRoutes);
+  await app.register(healthRoutes, { broker });
   await app.register(fastifyStatic, { root: WEB_ROOT });
 
   // Sockets that never sent a request (browsers and undici open them ahead of time) are not

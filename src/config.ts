@@ -13,7 +13,19 @@ export interface Config {
   maxBodyBytes: number;
   maxSubscriberBufferBytes: number;
   logLevel: LogLevel;
+  /** Where history lives: this process (`memory`), a SQLite file (`sqlite`), or Redis, shared by a cluster (`redis`). */
+  broker: BrokerKind;
+  /** Events older than this leave history; 0 keeps them until `historySize` pushes them out. */
+  historyTtlS: number;
+  databasePath: string;
+  redisUrl: string;
+  /** Prefix of every Redis key, so several Herald clusters (or test runs) can share one Redis. */
+  redisPrefix: string;
 }
+
+const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
+/** The storage engines Herald can run on. */
+export type BrokerKind = (typeof BROKER_KINDS)[number];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -30,6 +42,11 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   maxBodyBytes: 65_536,
   maxSubscriberBufferBytes: 1_048_576,
   logLevel: "info",
+  broker: "memory",
+  historyTtlS: 0,
+  databasePath: "./data/herald.db",
+  redisUrl: "redis://127.0.0.1:6379",
+  redisPrefix: "herald",
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -63,13 +80,33 @@ function corsOrigin(env: Env): Config["corsOrigin"] {
   return origins;
 }
 
-function logLevel(env: Env): LogLevel {
-  const raw = env.LOG_LEVEL?.trim();
-  if (raw === undefined || raw === "") return DEFAULT_CONFIG.logLevel;
-  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
-    throw new ConfigError(`LOG_LEVEL=${JSON.stringify(raw)} is invalid: use one of ${LOG_LEVELS.join(", ")}`);
+function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  if (!(choices as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: use one of ${choices.join(", ")}`);
   }
-  return raw as LogLevel;
+  return raw as T;
+}
+
+function redisUrl(env: Env): string {
+  const raw = env.REDIS_URL?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_CONFIG.redisUrl;
+  if (!/^rediss?:\/\/[^\s]+$/.test(raw)) {
+    throw new ConfigError(`REDIS_URL=${JSON.stringify(raw)} is invalid: use redis://host:port (or rediss:// for TLS)`);
+  }
+  return raw;
+}
+
+function redisPrefix(env: Env): string {
+  const raw = env.REDIS_PREFIX?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_CONFIG.redisPrefix;
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
+    throw new ConfigError(
+      `REDIS_PREFIX=${JSON.stringify(raw)} is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ . : -`,
+    );
+  }
+  return raw;
 }
 
 function host(env: Env): string {
@@ -105,6 +142,11 @@ export function loadConfig(env: Env): Config {
       1_024,
       1_073_741_824,
     ),
-    logLevel: logLevel(env),
+    logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, d.logLevel),
+    broker: oneOf(env, "BROKER", BROKER_KINDS, d.broker),
+    historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 31_536_000),
+    databasePath: env.DATABASE_PATH?.trim() || d.databasePath,
+    redisUrl: redisUrl(env),
+    redisPrefix: redisPrefix(env),
   };
 }

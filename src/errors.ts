@@ -56,6 +56,12 @@ export const UnsupportedMediaTypeError = createError<"HERALD_UNSUPPORTED_MEDIA_T
   415,
 );
 
+export const BrokerUnavailableError = createError<"HERALD_BROKER_UNAVAILABLE", 503, Args<[string]>>(
+  "HERALD_BROKER_UNAVAILABLE",
+  "Herald cannot reach its storage (%s): the event was not stored. Retry shortly; reuse the same id to make the retry safe",
+  503,
+);
+
 /** Every registered error constructor, for the test that checks the README table. */
 export const ERRORS = [
   InvalidJsonError,
@@ -66,4 +72,5 @@ export const ERRORS = [
   IdConflictError,
   BodyTooLargeError,
   UnsupportedMediaTypeError,
+  BrokerUnavailableError,
 ] as const;

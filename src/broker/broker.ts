@@ -30,6 +30,13 @@ export interface HistoryResult {
   readonly head?: string;
 }
 
+/** Whether the broker can take work now, for `/health`. */
+export interface BrokerStatus {
+  readonly ok: boolean;
+  /** Why not, when `ok` is false. */
+  readonly detail?: string;
+}
+
 /** `"*"` stands for every topic. */
 export type TopicSelection = readonly string[] | "*";
 
@@ -42,6 +49,9 @@ export type TopicSelection = readonly string[] | "*";
  *   returns the stored event with `duplicate: true`; with different content it throws
  *   `IdConflictError`.
  * - Callers validate input first (topic names, field characters); the broker does not.
+ * - When its storage is unreachable, `publish` and `history` reject with `BrokerUnavailableError`
+ *   (never a success for an event that was not stored), and `subscribe` listeners resume, without
+ *   a gap, once it is back.
  */
 export interface Broker {
   /** Appends to history, assigns the id unless one is given, and fans out to listeners. */
@@ -50,5 +60,7 @@ export interface Broker {
   subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>>;
   /** At most `limit` events after `afterId` on `topics`; `found: false` when `afterId` has left history. */
   history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult>;
+  /** Whether the broker can take work right now. */
+  status(): BrokerStatus;
   close(): Promise<void>;
 }

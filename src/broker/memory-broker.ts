@@ -1,14 +1,25 @@
 import { randomBytes } from "node:crypto";
 import { IdConflictError } from "../errors.js";
-import type { Broker, EventInput, HistoryResult, PublishResult, StoredEvent, TopicSelection } from "./broker.js";
+import type {
+  Broker,
+  BrokerStatus,
+  EventInput,
+  HistoryResult,
+  PublishResult,
+  StoredEvent,
+  TopicSelection,
+} from "./broker.js";
 
 /** Options for `MemoryBroker`. */
 export interface MemoryBrokerOptions {
   /** How many events history keeps, across all topics; the oldest is dropped first. */
   historySize: number;
+  /** Events older than this many seconds leave history; 0 or absent keeps them. */
+  historyTtlS?: number;
 }
 
-function sameContent(a: EventInput, b: EventInput): boolean {
+/** True when two events carry the same content: what makes a re-publish with the same id harmless. */
+export function sameContent(a: EventInput, b: EventInput): boolean {
   return a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry;
 }
 
@@ -19,6 +30,7 @@ function sameContent(a: EventInput, b: EventInput): boolean {
  */
 export class MemoryBroker implements Broker {
   readonly #size: number;
+  readonly #ttlMs: number;
   readonly #ring: (StoredEvent | undefined)[];
   /** Sequence number of every id still in history. */
   readonly #seqById = new Map<string, number>();
@@ -26,17 +38,21 @@ export class MemoryBroker implements Broker {
   readonly #run = randomBytes(4).readUInt32BE().toString(36);
   /** Sequence number of the newest event; 0 before the first. */
   #seq = 0;
+  /** Sequence number of the oldest event still in history. */
+  #oldest = 1;
 
   constructor(options: MemoryBrokerOptions) {
     this.#size = options.historySize;
+    this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#ring = new Array(options.historySize);
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
+    this.#expire();
     if (input.id !== undefined) {
       const seq = this.#seqById.get(input.id);
       if (seq !== undefined) {
-        const stored = this.#at(seq) as StoredEvent;
+        const stored = this.#at(seq);
         if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id));
         return { event: stored, duplicate: true };
       }
@@ -45,14 +61,12 @@ export class MemoryBroker implements Broker {
     let id = input.id;
     if (id === undefined) {
       id = `${this.#run}-${seq}`;
-      // A publisher may have chosen this very id earlier; skipping a number keeps ids unique.
+      // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
       while (this.#seqById.has(id)) id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
+    if (seq - this.#oldest >= this.#size) this.#evictOldest();
     const event: StoredEvent = { ...input, id, time: Date.now() };
-    const slot = seq % this.#size;
-    const evicted = this.#ring[slot];
-    if (evicted !== undefined) this.#seqById.delete(evicted.id);
-    this.#ring[slot] = event;
+    this.#ring[seq % this.#size] = event;
     this.#seqById.set(id, seq);
     for (const listener of this.#listeners) listener(event);
     return { event, duplicate: false };
@@ -67,24 +81,45 @@ export class MemoryBroker implements Broker {
   }
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
-    const head = this.#seq > 0 ? this.#at(this.#seq)?.id : undefined;
+    this.#expire();
+    const head = this.#seq >= this.#oldest ? this.#at(this.#seq).id : undefined;
     const from = this.#seqById.get(afterId);
     if (from === undefined) return { events: [], found: false, head };
     const wanted = topics === "*" ? undefined : new Set(topics);
     const events: StoredEvent[] = [];
     // The scan is bounded by the ring's size: history is never longer than HISTORY_SIZE.
     for (let seq = from + 1; seq <= this.#seq && events.length < limit; seq++) {
-      const event = this.#at(seq) as StoredEvent;
+      const event = this.#at(seq);
       if (wanted === undefined || wanted.has(event.topic)) events.push(event);
     }
     return { events, found: true, head };
+  }
+
+  status(): BrokerStatus {
+    return { ok: true };
   }
 
   async close(): Promise<void> {
     this.#listeners.clear();
   }
 
-  #at(seq: number): StoredEvent | undefined {
-    return this.#ring[seq % this.#size];
+  /** The event at `seq`, which the caller knows to be in history. */
+  #at(seq: number): StoredEvent {
+    return this.#ring[seq % this.#size] as StoredEvent;
+  }
+
+  #evictOldest(): void {
+    const slot = this.#oldest % this.#size;
+    const evicted = this.#ring[slot];
+    if (evicted !== undefined) this.#seqById.delete(evicted.id);
+    this.#ring[slot] = undefined;
+    this.#oldest++;
+  }
+
+  /** Drops events older than the TTL, oldest first. */
+  #expire(): void {
+    if (this.#ttlMs === 0) return;
+    const cutoff = Date.now() - this.#ttlMs;
+    while (this.#oldest <= this.#seq && this.#at(this.#oldest).time < cutoff) this.#evictOldest();
   }
 }

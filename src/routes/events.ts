@@ -14,6 +14,8 @@ export interface EventsRoutesOptions {
 
 /** No CR, LF or NUL: these would end an SSE field early (header injection on the wire). */
 const FIELD_PATTERN = "^[^\\r\\n\\u0000]{1,256}$";
+/** A publisher's id: a field value, but not `<digits>-<digits>`, the form of ids Herald assigns itself (Redis stream ids). */
+const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000]{1,256}$";
 
 interface PublishBody {
   topic?: string;
@@ -31,7 +33,7 @@ const publishSchema = {
     properties: {
       topic: { type: "string", pattern: TOPIC_PATTERN },
       event: { type: "string", pattern: FIELD_PATTERN },
-      id: { type: "string", pattern: FIELD_PATTERN },
+      id: { type: "string", pattern: ID_PATTERN },
       retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
       data: {},
     },
@@ -40,7 +42,7 @@ const publishSchema = {
 
 const FIELD_RULES: Record<string, string> = {
   event: "event must be 1 to 256 characters with no CR, LF or NUL",
-  id: "id must be 1 to 256 characters with no CR, LF or NUL",
+  id: "id must be 1 to 256 characters with no CR, LF or NUL, and not of the form <digits>-<digits>, which Herald keeps for the ids it assigns",
   retry: "retry must be a whole number of milliseconds from 0 to 2147483647",
 };
 

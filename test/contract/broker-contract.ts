@@ -1,15 +1,16 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Broker, StoredEvent } from "../../src/broker/broker.js";
+import { waitFor } from "../helpers/wait.js";
 
-/** Makes a fresh broker whose history keeps `historySize` events. */
-export type BrokerFactory = (options: { historySize: number }) => Promise<Broker>;
+/** Makes a fresh, empty broker whose history keeps `historySize` events, for at most `historyTtlS` seconds. */
+export type BrokerFactory = (options: { historySize: number; historyTtlS?: number }) => Promise<Broker>;
 
 /** The behaviour every `Broker` engine must have. Call from one test file per engine. */
 export function describeBrokerContract(name: string, create: BrokerFactory): void {
   describe(`${name} keeps the Broker contract`, () => {
     const open: Broker[] = [];
-    const make = async (historySize = 100) => {
-      const broker = await create({ historySize });
+    const make = async (historySize = 100, historyTtlS = 0) => {
+      const broker = await create({ historySize, historyTtlS });
       open.push(broker);
       return broker;
     };
@@ -24,6 +25,7 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       const published = [];
       for (let i = 0; i < 20; i++) published.push((await broker.publish({ topic: `t${i % 3}`, data: `${i}` })).event);
       expect(new Set(published.map((e) => e.id)).size).toBe(20);
+      await waitFor("every delivery", () => seen.length >= 20);
       expect(seen.map((e) => e.id)).toEqual(published.map((e) => e.id));
       expect(seen.map((e) => e.data)).toEqual(published.map((_, i) => `${i}`));
     });
@@ -36,6 +38,7 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       const results = await Promise.all(
         Array.from({ length: 200 }, (_, i) => broker.publish({ topic: i % 2 ? "a" : "b", data: `${i}` })),
       );
+      await waitFor("every delivery", () => seen.length >= 201);
       const { events } = await broker.history("*", first.event.id, 1_000);
       expect(events.map((e) => e.id)).toEqual(seen.slice(1));
       expect(new Set(results.map((r) => r.event.id)).size).toBe(200);
@@ -75,8 +78,9 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
         code: "HERALD_ID_CONFLICT",
         statusCode: 409,
       });
-      expect(seen).toEqual(["order-1"]);
       const next = await broker.publish({ topic: "a", data: "z" });
+      await waitFor("the next event", () => seen.includes(next.event.id));
+      expect(seen).toEqual(["order-1", next.event.id]);
       expect((await broker.history("*", "order-1", 10)).events.map((e) => e.id)).toEqual([next.event.id]);
     });
 
@@ -90,13 +94,45 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       expect(next).not.toBe(guess);
     });
 
+    it("drops events older than the age limit from history", async () => {
+      const broker = await make(100, 1);
+      const first = await broker.publish({ topic: "a", data: "old" });
+      const second = await broker.publish({ topic: "a", data: "newer" });
+      expect((await broker.history("*", first.event.id, 10)).events.map((e) => e.id)).toEqual([second.event.id]);
+      await waitFor(
+        "the first event to expire",
+        async () => !(await broker.history("*", first.event.id, 10)).found,
+        5_000,
+      );
+      const fresh = await broker.publish({ topic: "a", data: "fresh" });
+      expect((await broker.history("*", fresh.event.id, 10)).found).toBe(true);
+    });
+
+    it("keeps each event's fields and acceptance time", async () => {
+      const broker = await make();
+      const before = Date.now();
+      const first = await broker.publish({ topic: "a", data: "x" });
+      const { event } = await broker.publish({ topic: "t/1", data: "line 1\nline 2", event: "e", retry: 250 });
+      const [stored] = (await broker.history("*", first.event.id, 10)).events;
+      expect(stored).toEqual(event);
+      expect(stored).toMatchObject({ topic: "t/1", data: "line 1\nline 2", event: "e", retry: 250 });
+      // A second's slack: Redis stamps events by its own clock.
+      expect(stored?.time).toBeGreaterThanOrEqual(before - 1_000);
+      expect(broker.status()).toEqual({ ok: true });
+    });
+
     it("stops delivering after unsubscribe and close", async () => {
       const broker = await make();
       const seen: string[] = [];
+      const stays: string[] = [];
       const unsubscribe = await broker.subscribe((e) => seen.push(e.data));
+      await broker.subscribe((e) => stays.push(e.data));
       await broker.publish({ topic: "a", data: "1" });
+      await waitFor("the first event", () => seen.length === 1);
       await unsubscribe();
       await broker.publish({ topic: "a", data: "2" });
+      // Both listeners are fed in the same order: once the one that stays has "2", the other would have too.
+      await waitFor("the second event", () => stays.length === 2);
       expect(seen).toEqual(["1"]);
     });
   });

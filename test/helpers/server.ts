@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import pino from "pino";
 import { request } from "undici";
 import { type BuildAppOptions, buildApp } from "../../src/app.js";
 import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
@@ -25,6 +26,9 @@ export interface Stats {
   bufferedBytes: number;
   uptimeS: number;
 }
+
+/** A logger that drops everything, for parts built outside an app. */
+export const silentLogger = pino({ level: "silent" });
 
 /** Builds Herald with `overrides` and listens on 127.0.0.1, port 0. */
 export async function startServer(

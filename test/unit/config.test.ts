@@ -14,6 +14,11 @@ describe("loadConfig", () => {
       maxBodyBytes: 65_536,
       maxSubscriberBufferBytes: 1_048_576,
       logLevel: "info",
+      broker: "memory",
+      historyTtlS: 0,
+      databasePath: "./data/herald.db",
+      redisUrl: "redis://127.0.0.1:6379",
+      redisPrefix: "herald",
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -31,6 +36,11 @@ describe("loadConfig", () => {
         MAX_BODY_BYTES: "1024",
         MAX_SUBSCRIBER_BUFFER_BYTES: "2048",
         LOG_LEVEL: "debug",
+        BROKER: "redis",
+        HISTORY_TTL_S: "3600",
+        DATABASE_PATH: "/var/lib/herald/events.db",
+        REDIS_URL: "redis://10.0.0.5:6380/2",
+        REDIS_PREFIX: "eu-herald",
       }),
     ).toEqual({
       port: 8080,
@@ -43,6 +53,11 @@ describe("loadConfig", () => {
       maxBodyBytes: 1_024,
       maxSubscriberBufferBytes: 2_048,
       logLevel: "debug",
+      broker: "redis",
+      historyTtlS: 3_600,
+      databasePath: "/var/lib/herald/events.db",
+      redisUrl: "redis://10.0.0.5:6380/2",
+      redisPrefix: "eu-herald",
     });
   });
 
@@ -57,6 +72,10 @@ describe("loadConfig", () => {
     ["MAX_SUBSCRIBER_BUFFER_BYTES", "1", "from 1024 to"],
     ["CORS_ORIGIN", "example.com", "use * or a comma-separated list of origins"],
     ["HOST", "not a host!", "use an IP address (127.0.0.1, or 0.0.0.0 for every interface) or a host name"],
+    ["BROKER", "postgres", "use one of memory, sqlite, redis"],
+    ["HISTORY_TTL_S", "1h", "from 0 to 31536000"],
+    ["REDIS_URL", "localhost:6379", "use redis://host:port"],
+    ["REDIS_PREFIX", "has space", "use 1 to 64 characters"],
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
   ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
     const load = () => loadConfig({ [name]: value });

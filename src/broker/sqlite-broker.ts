@@ -1,0 +1,253 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { BrokerUnavailableError, IdConflictError } from "../errors.js";
+import type {
+  Broker,
+  BrokerStatus,
+  EventInput,
+  HistoryResult,
+  PublishResult,
+  StoredEvent,
+  TopicSelection,
+} from "./broker.js";
+import { sameContent } from "./memory-broker.js";
+
+/** Options for `SqliteBroker`. */
+export interface SqliteBrokerOptions {
+  /** The database file; its folder is created if missing. */
+  path: string;
+  historySize: number;
+  /** Events older than this many seconds leave history; 0 or absent keeps them. */
+  historyTtlS?: number;
+}
+
+interface EventRow {
+  seq: number;
+  id: string;
+  topic: string;
+  event: string | null;
+  data: string;
+  retry: number | null;
+  time: number;
+}
+
+interface Pending {
+  input: EventInput;
+  resolve: (result: PublishResult) => void;
+  reject: (err: unknown) => void;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    event TEXT,
+    data TEXT NOT NULL,
+    retry INTEGER,
+    time INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS events_time ON events (time);
+`;
+
+function toStored(row: EventRow): StoredEvent {
+  return {
+    id: row.id,
+    topic: row.topic,
+    data: row.data,
+    time: row.time,
+    ...(row.event !== null && { event: row.event }),
+    ...(row.retry !== null && { retry: row.retry }),
+  };
+}
+
+/**
+ * Durable history on one machine, in a SQLite file. A publish resolves only once its transaction
+ * is committed and synced to disk (WAL, `synchronous=FULL`); publishes that arrive in the same
+ * turn of the event loop share one transaction and one sync. Ids are `<database>-<sequence>` and
+ * stay ordered across restarts. One process only: the file is locked while open.
+ */
+export class SqliteBroker implements Broker {
+  readonly #db: Database.Database;
+  readonly #historySize: number;
+  readonly #ttlMs: number;
+  readonly #run: string;
+  readonly #listeners = new Set<(event: StoredEvent) => void>();
+  readonly #statements;
+  readonly #historyByTopicCount = new Map<number, Database.Statement<unknown[], EventRow>>();
+  #seq: number;
+  #queue: Pending[] = [];
+  #commitScheduled = false;
+
+  private constructor(db: Database.Database, options: SqliteBrokerOptions) {
+    this.#db = db;
+    this.#historySize = options.historySize;
+    this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
+    db.exec(SCHEMA);
+    const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
+    let run = getMeta.get("run")?.value;
+    if (run === undefined) {
+      run = randomBytes(4).readUInt32BE().toString(36);
+      db.prepare("INSERT INTO meta (key, value) VALUES ('run', ?)").run(run);
+    }
+    this.#run = run;
+    this.#seq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
+    this.#statements = {
+      byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
+      insert: db.prepare(
+        "INSERT INTO events (seq, id, topic, event, data, retry, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @time)",
+      ),
+      trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
+      trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
+      head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
+      historyAll: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+    };
+  }
+
+  /** Opens (or creates) the database at `options.path`; throws if another process holds it. */
+  static open(options: SqliteBrokerOptions): SqliteBroker {
+    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+    const db = new Database(options.path);
+    try {
+      db.pragma("journal_mode = WAL");
+      // FULL: a commit is on disk when it returns, which is what a 201 promises.
+      db.pragma("synchronous = FULL");
+      // Ids come from this process's counter: a second process on the same file must fail, not interleave.
+      db.pragma("locking_mode = EXCLUSIVE");
+      db.exec("BEGIN IMMEDIATE; COMMIT;");
+      return new SqliteBroker(db, options);
+    } catch (err) {
+      db.close();
+      if ((err as { code?: string }).code === "SQLITE_BUSY") {
+        throw new Error(
+          `DATABASE_PATH ${options.path} is in use by another Herald process; give each process its own file`,
+          {
+            cause: err,
+          },
+        );
+      }
+      throw err;
+    }
+  }
+
+  publish(input: EventInput): Promise<PublishResult> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ input, resolve, reject });
+      if (this.#commitScheduled) return;
+      this.#commitScheduled = true;
+      setImmediate(() => this.#commit());
+    });
+  }
+
+  async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
+    const listener = (event: StoredEvent) => onEvent(event);
+    this.#listeners.add(listener);
+    return async () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+    try {
+      this.#trimByAge();
+      const head = this.#statements.head.get()?.id;
+      const from = this.#statements.byId.get(afterId);
+      if (from === undefined) return { events: [], found: false, head };
+      const rows =
+        topics === "*"
+          ? this.#statements.historyAll.all(from.seq, limit)
+          : this.#historyStatement(topics.length).all(from.seq, ...topics, limit);
+      return { events: rows.map(toStored), found: true, head };
+    } catch (err) {
+      throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  status(): BrokerStatus {
+    return this.#db.open ? { ok: true } : { ok: false, detail: "the SQLite database is closed" };
+  }
+
+  async close(): Promise<void> {
+    if (!this.#db.open) return;
+    this.#commit();
+    this.#listeners.clear();
+    this.#db.close();
+  }
+
+  #historyStatement(topicCount: number): Database.Statement<unknown[], EventRow> {
+    let statement = this.#historyByTopicCount.get(topicCount);
+    if (statement === undefined) {
+      const marks = new Array(topicCount).fill("?").join(", ");
+      statement = this.#db.prepare(`SELECT * FROM events WHERE seq > ? AND topic IN (${marks}) ORDER BY seq LIMIT ?`);
+      this.#historyByTopicCount.set(topicCount, statement);
+    }
+    return statement;
+  }
+
+  /** Writes every queued publish in one transaction, then answers each and fans out in id order. */
+  #commit(): void {
+    const batch = this.#queue;
+    this.#queue = [];
+    this.#commitScheduled = false;
+    if (batch.length === 0) return;
+    const seqBefore = this.#seq;
+    const outcomes: (PublishResult | Error)[] = [];
+    try {
+      this.#db.transaction(() => {
+        for (const { input } of batch) outcomes.push(this.#insert(input));
+        this.#statements.trimBySize.run(this.#seq - this.#historySize);
+        this.#trimByAge();
+      })();
+    } catch (err) {
+      this.#seq = seqBefore;
+      const unavailable = new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
+      for (const { reject } of batch) reject(unavailable);
+      return;
+    }
+    for (const [i, { resolve, reject }] of batch.entries()) {
+      const outcome = outcomes[i] as PublishResult | Error;
+      if (outcome instanceof Error) {
+        reject(outcome);
+        continue;
+      }
+      if (!outcome.duplicate) for (const listener of this.#listeners) listener(outcome.event);
+      resolve(outcome);
+    }
+  }
+
+  #insert(input: EventInput): PublishResult | Error {
+    if (input.id !== undefined) {
+      const existing = this.#statements.byId.get(input.id);
+      if (existing !== undefined) {
+        const stored = toStored(existing);
+        return sameContent(stored, input)
+          ? { event: stored, duplicate: true }
+          : new IdConflictError(JSON.stringify(input.id));
+      }
+    }
+    const seq = ++this.#seq;
+    let id = input.id ?? `${this.#run}-${seq}`;
+    // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
+    while (input.id === undefined && this.#statements.byId.get(id) !== undefined) {
+      id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
+    }
+    const event: StoredEvent = { ...input, id, time: Date.now() };
+    this.#statements.insert.run({
+      seq,
+      id,
+      topic: input.topic,
+      event: input.event ?? null,
+      data: input.data,
+      retry: input.retry ?? null,
+      time: event.time,
+    });
+    return { event, duplicate: false };
+  }
+
+  #trimByAge(): void {
+    if (this.#ttlMs > 0) this.#statements.trimByAge.run(Date.now() - this.#ttlMs);
+  }
+}

@@ -1,0 +1,22 @@
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
+
+/** The Redis that CI starts (and these machines run): 127.0.0.1:6379, unless REDIS_URL says otherwise. */
+export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** A key prefix no other test run uses. */
+export function uniquePrefix(): string {
+  return `herald-test:${process.pid}:${randomBytes(4).toString("hex")}`;
+}
+
+/** Deletes every key under `prefix`. */
+export async function deleteKeys(prefix: string, url = REDIS_URL): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
+}
