@@ -17,7 +17,10 @@ try {
   process.exit(1);
 }
 
-const app = await buildApp(config);
+const app = await buildApp(config).catch((err: Error) => {
+  console.error(`herald: could not start: ${err.message}`);
+  process.exit(1);
+});
 closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, "shutting down after an error");
   else app.log.info({ signal }, "shutting down");

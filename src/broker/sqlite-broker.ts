@@ -110,7 +110,8 @@ export class SqliteBroker implements Broker {
   /** Opens (or creates) the database at `options.path`; throws if another process holds it. */
   static open(options: SqliteBrokerOptions): SqliteBroker {
     if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
-    const db = new Database(options.path);
+    // Wait a moment for a predecessor that is still shutting down, not the default 5 s.
+    const db = new Database(options.path, { timeout: 1_000 });
     try {
       db.pragma("journal_mode = WAL");
       // FULL: a commit is on disk when it returns, which is what a 201 promises.
