@@ -12,6 +12,17 @@ export interface EventInput {
 export interface StoredEvent extends EventInput {
   readonly id: string;
   readonly time: number;
+  /**
+   * Its place in history: positions compare with `<` as strings, in history order. Internal:
+   * never sent to clients (ids are what clients see, and ids are opaque).
+   */
+  readonly pos: string;
+}
+
+/** Where an event sits in history, without its content. */
+export interface HistoryMark {
+  readonly id: string;
+  readonly pos: string;
 }
 
 /** What `publish` answers: the stored event, and whether it was already there (an idempotent re-publish). */
@@ -26,8 +37,10 @@ export interface HistoryResult {
   readonly events: StoredEvent[];
   /** False when the id is not in history: too old, from another run, or never issued. */
   readonly found: boolean;
-  /** The newest id in the whole history when it was read, if there is any event. */
-  readonly head?: string;
+  /** The position of the `afterId` event, when found. */
+  readonly afterPos?: string;
+  /** The newest event in the whole history when it was read, if there is any. */
+  readonly head?: HistoryMark;
 }
 
 /** Whether the broker can take work now, for `/health`. */
@@ -42,7 +55,8 @@ export type TopicSelection = readonly string[] | "*";
 
 /**
  * Where events are stored and fanned out. Every engine keeps this contract:
- * - Ids are opaque to clients and ordered: history order is assignment order.
+ * - Ids are opaque to clients. Every event has a position (`pos`): history order, delivery order
+ *   and position order are the same, on every node.
  * - `publish` is atomic: history order equals delivery order to `subscribe` listeners, and an
  *   event is only acknowledged once it is in history.
  * - A publisher-supplied id is unique within history: re-publishing it with the same content

@@ -18,6 +18,11 @@ export interface MemoryBrokerOptions {
   historyTtlS?: number;
 }
 
+/** The position of the event with sequence number `seq`, for engines that number events. */
+export function seqPos(seq: number): string {
+  return String(seq).padStart(16, "0");
+}
+
 /** True when two events carry the same content: what makes a re-publish with the same id harmless. */
 export function sameContent(a: EventInput, b: EventInput): boolean {
   return a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry;
@@ -65,7 +70,7 @@ export class MemoryBroker implements Broker {
       while (this.#seqById.has(id)) id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
     if (seq - this.#oldest >= this.#size) this.#evictOldest();
-    const event: StoredEvent = { ...input, id, time: Date.now() };
+    const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
     this.#ring[seq % this.#size] = event;
     this.#seqById.set(id, seq);
     for (const listener of this.#listeners) listener(event);
@@ -82,7 +87,8 @@ export class MemoryBroker implements Broker {
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
     this.#expire();
-    const head = this.#seq >= this.#oldest ? this.#at(this.#seq).id : undefined;
+    const newest = this.#seq >= this.#oldest ? this.#at(this.#seq) : undefined;
+    const head = newest && { id: newest.id, pos: newest.pos };
     const from = this.#seqById.get(afterId);
     if (from === undefined) return { events: [], found: false, head };
     const wanted = topics === "*" ? undefined : new Set(topics);
@@ -92,7 +98,7 @@ export class MemoryBroker implements Broker {
       const event = this.#at(seq);
       if (wanted === undefined || wanted.has(event.topic)) events.push(event);
     }
-    return { events, found: true, head };
+    return { events, found: true, afterPos: seqPos(from), head };
   }
 
   status(): BrokerStatus {

@@ -88,6 +88,12 @@ interface PublishCommand {
   heraldTrimByAge(key: string, ttlMs: number): Promise<number>;
 }
 
+/** Stream ids `<ms>-<n>` as fixed-width strings, so that they compare as strings. */
+function sidPos(sid: string): string {
+  const dash = sid.indexOf("-");
+  return `${sid.slice(0, dash).padStart(16, "0")}-${sid.slice(dash + 1).padStart(10, "0")}`;
+}
+
 function toStored(sid: string, fields: Fields): StoredEvent {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
@@ -96,6 +102,7 @@ function toStored(sid: string, fields: Fields): StoredEvent {
     topic: f.t ?? "",
     data: f.d ?? "",
     time: Number(sid.slice(0, sid.indexOf("-"))),
+    pos: sidPos(sid),
     ...(f.e !== undefined && { event: f.e }),
     ...(f.r !== undefined && { retry: Number(f.r) }),
   };
@@ -175,8 +182,12 @@ export class RedisBroker implements Broker {
       throw unavailable(err);
     }
     const [kind, sid, fields] = reply;
-    if (kind === "new")
-      return { event: { ...input, id: input.id ?? sid, time: Number(sid.split("-")[0]) }, duplicate: false };
+    if (kind === "new") {
+      return {
+        event: { ...input, id: input.id ?? sid, time: Number(sid.split("-")[0]), pos: sidPos(sid) },
+        duplicate: false,
+      };
+    }
     const stored = toStored(sid, fields ?? []);
     if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id));
     return { event: stored, duplicate: true };
@@ -200,7 +211,8 @@ export class RedisBroker implements Broker {
       const [stream] = this.#keys;
       if (this.#ttlMs > 0) await this.#commands.heraldTrimByAge(stream, this.#ttlMs);
       const last = (await this.#commands.xrevrange(stream, "+", "-", "COUNT", 1)) as Entry[];
-      const head = last[0] ? toStored(...last[0]).id : undefined;
+      const newest = last[0] && toStored(...last[0]);
+      const head = newest && { id: newest.id, pos: newest.pos };
       const from = await this.#locate(afterId);
       if (from === undefined) return { events: [], found: false, head };
       const wanted = topics === "*" ? undefined : new Set(topics);
@@ -216,7 +228,7 @@ export class RedisBroker implements Broker {
         }
         if (page.length < PAGE) break;
       }
-      return { events, found: true, head };
+      return { events, found: true, afterPos: sidPos(from), head };
     } catch (err) {
       throw unavailable(err);
     }

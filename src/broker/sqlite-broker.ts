@@ -12,7 +12,7 @@ import type {
   StoredEvent,
   TopicSelection,
 } from "./broker.js";
-import { sameContent } from "./memory-broker.js";
+import { sameContent, seqPos } from "./memory-broker.js";
 
 /** Options for `SqliteBroker`. */
 export interface SqliteBrokerOptions {
@@ -59,6 +59,7 @@ function toStored(row: EventRow): StoredEvent {
     topic: row.topic,
     data: row.data,
     time: row.time,
+    pos: seqPos(row.seq),
     ...(row.event !== null && { event: row.event }),
     ...(row.retry !== null && { retry: row.retry }),
   };
@@ -154,14 +155,15 @@ export class SqliteBroker implements Broker {
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
     try {
       this.#trimByAge();
-      const head = this.#statements.head.get()?.id;
+      const newest = this.#statements.head.get();
+      const head = newest && { id: newest.id, pos: seqPos(newest.seq) };
       const from = this.#statements.byId.get(afterId);
       if (from === undefined) return { events: [], found: false, head };
       const rows =
         topics === "*"
           ? this.#statements.historyAll.all(from.seq, limit)
           : this.#historyStatement(topics.length).all(from.seq, ...topics, limit);
-      return { events: rows.map(toStored), found: true, head };
+      return { events: rows.map(toStored), found: true, afterPos: seqPos(from.seq), head };
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
     }
@@ -235,7 +237,7 @@ export class SqliteBroker implements Broker {
     while (input.id === undefined && this.#statements.byId.get(id) !== undefined) {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
-    const event: StoredEvent = { ...input, id, time: Date.now() };
+    const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
     this.#statements.insert.run({
       seq,
       id,

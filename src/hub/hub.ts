@@ -25,9 +25,14 @@ export interface HubCounters {
   resets: number;
 }
 
-/** A local stream's interest in some topics. While it replays, live events wait in `pending`. */
+/**
+ * A local stream's interest in some topics. While it replays, live events wait in `pending`;
+ * after that, live events at or before `seenUpTo` (the last position the replay covered) are
+ * dropped: on an engine whose live feed lags its history (Redis), they arrive after the replay.
+ */
 class Subscription {
   pending: { event: StoredEvent; bytes: Buffer }[] | undefined;
+  seenUpTo: string | undefined;
   #pendingBytes = 0;
   constructor(
     readonly stream: SseStream,
@@ -35,14 +40,27 @@ class Subscription {
   ) {}
 
   deliver(event: StoredEvent, bytes: Buffer): void {
-    if (this.pending === undefined) {
-      this.stream.send(bytes);
+    if (this.pending !== undefined) {
+      this.pending.push({ event, bytes });
+      this.#pendingBytes += bytes.length;
+      // A client too slow to take its replay must not make the server hold the live feed for it.
+      if (this.#pendingBytes > this.maxPendingBytes) this.stream.dropTooSlow(this.#pendingBytes);
       return;
     }
-    this.pending.push({ event, bytes });
-    this.#pendingBytes += bytes.length;
-    // A client too slow to take its replay must not make the server hold the live feed for it.
-    if (this.#pendingBytes > this.maxPendingBytes) this.stream.dropTooSlow(this.#pendingBytes);
+    if (this.seenUpTo !== undefined) {
+      if (event.pos <= this.seenUpTo) return;
+      // Positions only grow on the live feed: once past the replay, no later event can be behind it.
+      this.seenUpTo = undefined;
+    }
+    this.stream.send(bytes);
+  }
+
+  /** Ends the replay: sends the live events that came after `seenUpTo`, then goes live. */
+  goLive(seenUpTo: string | undefined): void {
+    const pending = this.pending ?? [];
+    this.pending = undefined;
+    this.seenUpTo = seenUpTo;
+    for (const { event, bytes } of pending) this.deliver(event, bytes);
   }
 }
 
@@ -96,9 +114,9 @@ export class Hub {
   /**
    * Attaches `stream` to `topics` until it closes. With `lastEventId`, first sends every retained
    * event after it (or a `reset` event when that id has left history), then the live feed: no gap
-   * and no duplicate, because the subscription exists before history is read and live events that
-   * history already held are dropped. The replay goes out in batches, each after the socket has
-   * drained, so a client that does not read holds at most one batch.
+   * and no duplicate, because the subscription exists before history is read and live events at
+   * or before the replay's last position are dropped. The replay goes out in batches, each after
+   * the socket has drained, so a client that does not read holds at most one batch.
    */
   async subscribe(stream: SseStream, topics: TopicSelection, lastEventId?: string): Promise<void> {
     const sub = new Subscription(stream, this.#maxPendingBytes);
@@ -119,26 +137,24 @@ export class Hub {
     if (stream.closed) return;
     if (!history.found) {
       this.counters.resets++;
-      stream.send(encodeEvent(resetEvent(lastEventId, history.head)));
-    } else {
-      this.counters.replays++;
-      const live = new Set(sub.pending?.map((p) => p.event.id));
-      let batchBytes = 0;
-      for (const event of history.events) {
-        if (live.has(event.id)) continue;
-        const bytes = encodeEvent(event);
-        stream.send(bytes);
-        this.counters.delivered++;
-        batchBytes += bytes.length;
-        if (batchBytes >= REPLAY_BATCH_BYTES) {
-          batchBytes = 0;
-          if (!(await stream.drain())) return;
-        }
+      stream.send(encodeEvent(resetEvent(lastEventId, history.head?.id)));
+      sub.goLive(history.head?.pos);
+      return;
+    }
+    this.counters.replays++;
+    let batchBytes = 0;
+    for (const event of history.events) {
+      const bytes = encodeEvent(event);
+      stream.send(bytes);
+      this.counters.delivered++;
+      batchBytes += bytes.length;
+      if (batchBytes >= REPLAY_BATCH_BYTES) {
+        batchBytes = 0;
+        if (!(await stream.drain())) return;
       }
     }
-    // Nothing is awaited from here on, so no live event can slip between these and the live feed.
-    for (const p of sub.pending ?? []) stream.send(p.bytes);
-    sub.pending = undefined;
+    // Nothing is awaited from here on, so no live event can slip between the replay and the live feed.
+    sub.goLive(history.events.at(-1)?.pos ?? history.afterPos);
   }
 
   #dispatch(event: StoredEvent): void {

@@ -39,8 +39,12 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
         Array.from({ length: 200 }, (_, i) => broker.publish({ topic: i % 2 ? "a" : "b", data: `${i}` })),
       );
       await waitFor("every delivery", () => seen.length >= 201);
-      const { events } = await broker.history("*", first.event.id, 1_000);
+      const { events, afterPos } = await broker.history("*", first.event.id, 1_000);
       expect(events.map((e) => e.id)).toEqual(seen.slice(1));
+      // Positions follow history order, starting after the position of the id asked for.
+      const positions = [afterPos, ...events.map((e) => e.pos)];
+      for (let i = 1; i < positions.length; i++)
+        expect((positions[i] as string) > (positions[i - 1] as string)).toBe(true);
       expect(new Set(results.map((r) => r.event.id)).size).toBe(200);
     });
 
@@ -52,7 +56,7 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       const result = await broker.history(["a", "b"], ids[1] as string, 100);
       expect(result.found).toBe(true);
       expect(result.events.map((e) => e.id)).toEqual([ids[2], ids[4], ids[5]]);
-      expect(result.head).toBe(ids[5]);
+      expect(result.head?.id).toBe(ids[5]);
       expect((await broker.history("*", ids[5] as string, 100)).events).toEqual([]);
       expect((await broker.history("*", ids[0] as string, 2)).events.map((e) => e.id)).toEqual([ids[1], ids[2]]);
     });
@@ -62,7 +66,7 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) ids.push((await broker.publish({ topic: "a", data: `${i}` })).event.id);
       expect(await broker.history("*", ids[0] as string, 10)).toMatchObject({ found: false, events: [] });
-      expect(await broker.history("*", "never-issued", 10)).toMatchObject({ found: false, head: ids[4] });
+      expect(await broker.history("*", "never-issued", 10)).toMatchObject({ found: false, head: { id: ids[4] } });
       expect((await broker.history("*", ids[2] as string, 10)).events.map((e) => e.id)).toEqual([ids[3], ids[4]]);
     });
 

@@ -183,6 +183,34 @@ describe("replay with Last-Event-ID", () => {
     stream.close();
   });
 
+  it("neither repeats nor reorders when the live feed lags behind history, as a Redis node's reader can", async () => {
+    // A broker whose live feed the test holds back and releases, while history is always current.
+    class LaggingBroker extends MemoryBroker {
+      held: (() => void)[] = [];
+      override subscribe(onEvent: Parameters<MemoryBroker["subscribe"]>[0]) {
+        return super.subscribe((event) => this.held.push(() => onEvent(event)));
+      }
+      release() {
+        for (const deliver of this.held.splice(0)) deliver();
+      }
+    }
+    const broker = new LaggingBroker({ historySize: 100 });
+    const server = await start({}, { broker });
+    const ids = await publishMany(server, "t", 4);
+    const stream = await openStream(`${server.url}/events?topic=t`, { "last-event-id": ids[1] as string });
+    await stream.take(2);
+    // The live feed now catches up with events the client already has from the replay, or had before.
+    broker.release();
+    await server.publish({ topic: "t", data: "live" });
+    broker.release();
+    await stream.take(3);
+    await server.publish({ topic: "t", data: "end" });
+    broker.release();
+    await stream.until("the end marker", (s) => s.events.at(-1)?.data === "end");
+    expect(stream.events.map((e) => e.data)).toEqual(["2", "3", "live", "end"]);
+    stream.close();
+  });
+
   it("lets an EventSource client that lost its connection resume where it was, by itself", async () => {
     const server = await start({ retryMs: 50 });
     // Every stream request the server gets: the Last-Event-ID it carried, and its socket to cut.
