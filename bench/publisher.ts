@@ -1,0 +1,154 @@
+import { Pool } from "undici";
+
+/** The topic every bench stream subscribes to and every publish goes to. */
+export const TOPIC = "bench";
+
+/** Microseconds on the system-wide monotonic clock: comparable between the bench's processes. */
+export function nowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** How a publishing loop went, in ms from its first publish. */
+export interface LoopTimes {
+  /** Until the last publish was acknowledged. */
+  acknowledgedMs: number;
+  /** Until every reader had every event. */
+  deliveredMs: number;
+}
+
+/** Options shared by both loops. */
+export interface LoopOptions {
+  count: number;
+  /** Characters of padding after the timestamp in `data`: sets the event's size. */
+  padding: number;
+  /** Events every reader has received so far (from the workers' progress). */
+  delivered: () => number;
+  /** Register a callback for each progress report. */
+  onProgress: (callback: () => void) => void;
+  timeoutMs: number;
+}
+
+/**
+ * Publishes to one server over HTTP with undici, as `POST /events` with JSON
+ * `{"topic":"bench","data":"<µs timestamp> xxx…"}`. Every loop is bounded in count and in time.
+ */
+export class Publisher {
+  readonly #pool: Pool;
+  /** Events published by this publisher so far: readers count from here. */
+  published = 0;
+
+  constructor(port: number, connections: number) {
+    this.#pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.destroy();
+  }
+
+  /**
+   * Closed loop: as fast as the server takes them, with at most `inFlight` requests open and at
+   * most `window` events published that some reader has not received yet.
+   */
+  closedLoop(options: LoopOptions & { inFlight: number; window: number }): Promise<LoopTimes> {
+    const { count, window, inFlight, delivered, onProgress } = options;
+    const base = this.published;
+    const pad = "x".repeat(options.padding);
+    return this.#loop(options, (state) => {
+      const pump = () => {
+        while (
+          state.sent < count &&
+          state.open < inFlight &&
+          state.sent - (delivered() - base) < window &&
+          !state.over
+        ) {
+          state.publish(pad).then(pump, state.fail);
+        }
+        state.check();
+      };
+      onProgress(pump);
+      pump();
+    });
+  }
+
+  /** Open loop: `count` events at `ratePerS`, each stamped when it is sent, whatever the answers. */
+  fixedRate(options: LoopOptions & { ratePerS: number }): Promise<LoopTimes> {
+    const { count, ratePerS, onProgress } = options;
+    const pad = "x".repeat(options.padding);
+    return this.#loop(options, (state) => {
+      const start = performance.now();
+      const tick = () => {
+        const now = performance.now();
+        while (state.sent < count && start + (state.sent * 1000) / ratePerS <= now && !state.over) {
+          if (state.open > 10_000) state.fail(new Error("the server fell more than 10,000 publishes behind"));
+          else state.publish(pad).then(state.check, state.fail);
+        }
+        if (state.sent < count && !state.over) setTimeout(tick, start + (state.sent * 1000) / ratePerS - now);
+      };
+      onProgress(state.check);
+      tick();
+    });
+  }
+
+  #loop(options: LoopOptions, drive: (state: LoopState) => void): Promise<LoopTimes> {
+    const { count, delivered, timeoutMs } = options;
+    const base = this.published;
+    return new Promise((resolve, reject) => {
+      const started = performance.now();
+      let acknowledgedAt = 0;
+      const timer = setTimeout(() => {
+        state.fail(
+          new Error(
+            `timed out after ${timeoutMs} ms: ${state.acked} of ${count} publishes acknowledged, ${delivered() - base} delivered to every reader`,
+          ),
+        );
+      }, timeoutMs);
+      const state: LoopState = {
+        sent: 0,
+        open: 0,
+        acked: 0,
+        over: false,
+        publish: async (pad) => {
+          state.sent++;
+          state.open++;
+          this.published++;
+          const body = `{"topic":"${TOPIC}","data":"${nowUs()} ${pad}"}`;
+          const res = await this.#pool.request({
+            path: "/events",
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body,
+          });
+          const text = await res.body.text();
+          if (res.statusCode < 200 || res.statusCode > 299)
+            throw new Error(`publish answered ${res.statusCode}: ${text}`);
+          state.open--;
+          if (++state.acked === count) acknowledgedAt = performance.now();
+        },
+        check: () => {
+          if (state.over || state.acked < count || delivered() - base < count) return;
+          state.over = true;
+          clearTimeout(timer);
+          const now = performance.now();
+          resolve({ acknowledgedMs: acknowledgedAt - started, deliveredMs: now - started });
+        },
+        fail: (err: unknown) => {
+          if (state.over) return;
+          state.over = true;
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+      drive(state);
+    });
+  }
+}
+
+interface LoopState {
+  sent: number;
+  open: number;
+  acked: number;
+  over: boolean;
+  publish(pad: string): Promise<void>;
+  check(): void;
+  fail(err: unknown): void;
+}

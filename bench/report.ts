@@ -1,0 +1,236 @@
+import type { Figures } from "./scenarios.js";
+
+/** One figure the results table shows. */
+export interface Metric {
+  scenario: string;
+  key: string;
+  label: string;
+  better: "higher" | "lower";
+  digits: number;
+}
+
+/** Every figure in the results table, in order. */
+export const METRICS: Metric[] = [
+  ...[1_000, 10_000].flatMap((n): Metric[] => {
+    const scenario = `fanout-${n / 1000}k`;
+    const N = `N = ${n.toLocaleString("en")}`;
+    return [
+      { scenario, key: "deliveriesPerS", label: `${N}: deliveries/s, closed loop`, better: "higher", digits: 0 },
+      {
+        scenario,
+        key: "cpuPerMillion",
+        label: `${N}: server CPU-s per million deliveries, closed loop`,
+        better: "lower",
+        digits: 2,
+      },
+      {
+        scenario,
+        key: "cpuPerMillionFixedRate",
+        label: `${N}: server CPU-s per million deliveries, 20,000 deliveries/s`,
+        better: "lower",
+        digits: 2,
+      },
+      { scenario, key: "p50Ms", label: `${N}: latency p50 (ms), 20,000 deliveries/s`, better: "lower", digits: 2 },
+      { scenario, key: "p99Ms", label: `${N}: latency p99 (ms)`, better: "lower", digits: 2 },
+      { scenario, key: "maxMs", label: `${N}: latency max (ms)`, better: "lower", digits: 2 },
+    ];
+  }),
+  { scenario: "idle", key: "kbPerStream", label: "RSS per idle stream (KB)", better: "lower", digits: 2 },
+  {
+    scenario: "idle",
+    key: "streams",
+    label: "idle streams held, each then given an event",
+    better: "higher",
+    digits: 0,
+  },
+  {
+    scenario: "slow",
+    key: "rssGrowthMb",
+    label: "RSS growth (MB), 10 clients not reading",
+    better: "lower",
+    digits: 1,
+  },
+  { scenario: "slow", key: "readerSlowdown", label: "readers' time with them ÷ without", better: "lower", digits: 2 },
+  {
+    scenario: "publish",
+    key: "publishesPerS",
+    label: "publishes/s accepted, 100 subscribers",
+    better: "higher",
+    digits: 0,
+  },
+  {
+    scenario: "publish",
+    key: "cpuPerThousandPublishes",
+    label: "server CPU-s per 1,000 publishes",
+    better: "lower",
+    digits: 3,
+  },
+];
+
+/** A scenario's outcome on one server in one run: its figures, or why it failed. */
+export type Outcome = Figures | { error: string };
+
+/** Everything one run of the bench measured, as written to the results JSON. */
+export interface Results {
+  date: string;
+  command: string;
+  quick: boolean;
+  machine: { cpu: string; cores: number; node: string; kernel: string; memoryGb: number };
+  servers: { name: string; label: string }[];
+  runs: {
+    loadStart: number[];
+    loadEnd: number[];
+    outcomes: Record<string, Record<string, Outcome>>;
+  }[];
+}
+
+/** The middle value (the mean of the two middle ones for an even count); undefined when empty. */
+export function median(values: readonly number[]): number | undefined {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function figure(outcome: Outcome | undefined, key: string): number | undefined {
+  if (outcome === undefined || "error" in outcome) return undefined;
+  return (outcome as Figures)[key];
+}
+
+/** The median of `metric` on `server` over the runs where its scenario succeeded. */
+export function medianOf(results: Results, server: string, metric: Metric): number | undefined {
+  const values = results.runs
+    .map((run) => figure(run.outcomes[server]?.[metric.scenario], metric.key))
+    .filter((v): v is number => v !== undefined);
+  return median(values);
+}
+
+function format(value: number | undefined, digits: number): string {
+  if (value === undefined) return "failed";
+  return value.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+/** "×0.25" style: Herald's value over the peer's. */
+function ratio(herald: number | undefined, peer: number | undefined): string {
+  if (herald === undefined || peer === undefined || peer === 0) return "–";
+  return `×${(herald / peer).toFixed(herald / peer >= 10 ? 1 : 2)}`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/** The goals of issue 4, checked against the medians. */
+function goals(results: Results): string[] {
+  const get = (server: string, scenario: string, key: string) => {
+    const metric = METRICS.find((m) => m.scenario === scenario && m.key === key) as Metric;
+    return medianOf(results, server, metric);
+  };
+  const check = (ok: boolean | undefined, text: string) => `- ${ok ? "met" : "NOT met"}: ${text}`;
+  const cpu = get("herald", "fanout-10k", "cpuPerMillion");
+  const lines = [
+    check(cpu !== undefined && cpu < 3.5, `CPU per million deliveries at N = 10,000 below 3.5 (${format(cpu, 2)})`),
+  ];
+  for (const scenario of ["fanout-1k", "fanout-10k"]) {
+    const herald = get("herald", scenario, "p99Ms");
+    const plain = get("plain-http", scenario, "p99Ms");
+    lines.push(
+      check(
+        herald !== undefined && plain !== undefined && herald <= plain,
+        `${scenario}: p99 latency no worse than the plain node:http broadcaster (${format(herald, 2)} ms vs ${format(plain, 2)} ms)`,
+      ),
+    );
+  }
+  const kb = get("herald", "idle", "kbPerStream");
+  lines.push(check(kb !== undefined && kb <= 10, `idle memory <= 10 KB per stream (${format(kb, 2)} KB)`));
+  const streams = get("herald", "idle", "streams");
+  lines.push(
+    check(
+      streams !== undefined && streams >= 19_000,
+      `19,000 concurrent streams in one process (${format(streams, 0)})`,
+    ),
+  );
+  const growth = get("herald", "slow", "rssGrowthMb");
+  const slowdown = get("herald", "slow", "readerSlowdown");
+  lines.push(
+    check(
+      growth !== undefined && growth < 30 && slowdown !== undefined && slowdown < 1.25,
+      `slow clients: RSS growth under 30 MB (${format(growth, 1)} MB), readers not slowed (×${format(slowdown, 2)})`,
+    ),
+  );
+  const publishes = get("herald", "publish", "publishesPerS");
+  lines.push(
+    check(
+      publishes !== undefined && publishes >= 20_000,
+      `>= 20,000 publishes/s with 100 subscribers (${format(publishes, 0)})`,
+    ),
+  );
+  return lines;
+}
+
+/** Renders `results` as the Markdown of bench/RESULTS.md. */
+export function renderMarkdown(results: Results): string {
+  const { machine, servers } = results;
+  const herald = servers.find((s) => s.name === "herald");
+  const peers = servers.filter((s) => s.name !== "herald");
+  const n = results.runs.length;
+  const header = [
+    "metric",
+    "better",
+    ...servers.map((s) => s.label),
+    ...(herald ? peers.map((p) => `Herald ÷ ${p.label}`) : []),
+  ];
+  const rows = METRICS.map((metric) => {
+    const values = servers.map((s) => medianOf(results, s.name, metric));
+    const heraldValue = herald ? medianOf(results, "herald", metric) : undefined;
+    return [
+      metric.label,
+      metric.better,
+      ...values.map((v) => format(v, metric.digits)),
+      ...(herald ? peers.map((p) => ratio(heraldValue, medianOf(results, p.name, metric))) : []),
+    ];
+  });
+  const failures = results.runs.flatMap((run, i) =>
+    Object.entries(run.outcomes).flatMap(([server, outcomes]) =>
+      Object.entries(outcomes).flatMap(([scenario, outcome]) =>
+        "error" in outcome ? [`- run ${i + 1}, ${server}, ${scenario}: ${String(outcome.error).split("\n")[0]}`] : [],
+      ),
+    ),
+  );
+  const perRun = METRICS.map((metric) => [
+    metric.label,
+    ...servers.map((s) =>
+      results.runs
+        .map((run) => format(figure(run.outcomes[s.name]?.[metric.scenario], metric.key), metric.digits))
+        .join(" / "),
+    ),
+  ]);
+  return [
+    "# Benchmark results",
+    "",
+    `Written by \`${results.command}\` on ${results.date}. How the bench works, and what the figures mean: [README.md](README.md).`,
+    "",
+    `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB; Linux ${machine.kernel}; Node.js ${machine.node}.`,
+    `- ${n === 1 ? "One run" : `${n} runs; each figure is the median`}${results.quick ? " (--quick: smaller scenarios)" : ""}.`,
+    ...results.runs.map(
+      (run, i) =>
+        `- Run ${i + 1}: load average ${run.loadStart.join(" ")} at the start, ${run.loadEnd.join(" ")} at the end.`,
+    ),
+    "- The load generator and the publisher run on the same machine as the server: on few cores they take",
+    "  CPU from it. CPU-seconds are the server process's own (`/proc/<pid>/stat`), which holds when the",
+    "  machine is busy; rates and latencies do not.",
+    "",
+    table(header, rows),
+    "",
+    "## Issue 4 goals (Herald, medians)",
+    "",
+    ...goals(results),
+    "",
+    "## Every run",
+    "",
+    table(["metric", ...servers.map((s) => s.label)], perRun),
+    "",
+    ...(failures.length > 0 ? ["## Failures", "", ...failures, ""] : []),
+  ].join("\n");
+}

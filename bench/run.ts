@@ -1,0 +1,133 @@
+/**
+ * `npm run bench [-- options]`: runs every scenario against Herald and its peers, in separate
+ * processes, and writes the results (Markdown and JSON). Options:
+ *   --quick              smaller scenarios, one run: about a minute
+ *   --runs <n>           runs of everything (default 3; 1 with --quick); figures are medians
+ *   --servers <a,b>      herald, plain-http, better-sse, fastify-sse (default: all)
+ *   --scenarios <a,b>    fanout-1k, fanout-10k, idle, slow, publish (default: all)
+ *   --workers <n>        load-generator processes (default 4)
+ *   --out <file.md>      where to write (default bench/RESULTS.md; bench/RESULTS-quick.md with --quick)
+ *   --node-args=<args>   extra node options for the servers, e.g. --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem } from "node:os";
+import { parseArgs } from "node:util";
+import { type Outcome, type Results, renderMarkdown } from "./report.js";
+import { FULL, fanout, idle, publishRate, QUICK, type Scenario, slowClients } from "./scenarios.js";
+import { killAllServers, type ServerSpec } from "./server-process.js";
+import { WorkerPool } from "./worker-pool.js";
+
+const root = (path: string) => new URL(`../${path}`, import.meta.url).pathname;
+const peer = (name: string) => new URL(`./peers/${name}.js`, import.meta.url).pathname;
+
+const SERVERS: ServerSpec[] = [
+  // Per-request log lines would dominate a publish benchmark; warnings and errors still log.
+  { name: "herald", label: "Herald", script: root("dist/main.js"), env: { LOG_LEVEL: "warn" } },
+  { name: "plain-http", label: "node:http", script: peer("plain-http") },
+  { name: "better-sse", label: "better-sse", script: peer("better-sse") },
+  { name: "fastify-sse", label: "@fastify/sse", script: peer("fastify-sse") },
+];
+
+const SCENARIOS: Record<string, Scenario> = {
+  "fanout-1k": fanout(1_000),
+  "fanout-10k": fanout(10_000),
+  idle,
+  slow: slowClients,
+  publish: publishRate,
+};
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    runs: { type: "string" },
+    servers: { type: "string" },
+    scenarios: { type: "string" },
+    workers: { type: "string", default: "4" },
+    out: { type: "string" },
+    "node-args": { type: "string" },
+  },
+});
+
+function pick<T>(all: Record<string, T>, list: string | undefined, what: string): string[] {
+  const names = list?.split(",") ?? Object.keys(all);
+  for (const name of names) {
+    if (!(name in all)) throw new Error(`unknown ${what} "${name}": use ${Object.keys(all).join(", ")}`);
+  }
+  return names;
+}
+
+const quick = args.quick;
+const scale = quick ? QUICK : FULL;
+const runs = Number(args.runs ?? (quick ? 1 : 3));
+const nodeArgs = args["node-args"]?.split(" ").filter((a) => a !== "");
+const servers = pick(Object.fromEntries(SERVERS.map((s) => [s.name, s])), args.servers, "server").map(
+  (name): ServerSpec => ({ ...(SERVERS.find((s) => s.name === name) as ServerSpec), nodeArgs }),
+);
+const scenarios = pick(SCENARIOS, args.scenarios, "scenario");
+const out = args.out ?? root(quick ? "bench/RESULTS-quick.md" : "bench/RESULTS.md");
+/** The whole bench, whatever happens, ends within this. */
+const HARD_LIMIT_MS = (quick ? 5 : 90) * 60_000 * Math.max(1, runs / 3);
+
+const pool = new WorkerPool(Number(args.workers));
+const cleanUp = () => {
+  pool.kill();
+  killAllServers();
+};
+process.on("exit", cleanUp);
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    console.error(`bench: ${signal}, stopping every process it started`);
+    process.exit(130);
+  });
+}
+setTimeout(() => {
+  console.error(`bench: still running after ${HARD_LIMIT_MS / 60_000} minutes: giving up`);
+  process.exit(1);
+}, HARD_LIMIT_MS).unref();
+
+const load = () => loadavg().map((l) => Number(l.toFixed(2)));
+const results: Results = {
+  date: new Date().toISOString(),
+  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
+  quick,
+  machine: {
+    cpu: /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown",
+    cores: cpus().length,
+    node: process.version,
+    kernel: release(),
+    memoryGb: Math.round(totalmem() / 1024 ** 3),
+  },
+  servers: servers.map(({ name, label }) => ({ name, label })),
+  runs: [],
+};
+
+const write = () => {
+  writeFileSync(out.replace(/\.md$/, ".json"), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(out, renderMarkdown(results));
+};
+
+for (let r = 0; r < runs; r++) {
+  const run: Results["runs"][number] = {
+    loadStart: load(),
+    loadEnd: [],
+    outcomes: Object.fromEntries(servers.map((s) => [s.name, {}])),
+  };
+  results.runs.push(run);
+  for (const scenario of scenarios) {
+    for (const server of servers) {
+      const started = Date.now();
+      const outcomes = run.outcomes[server.name] as Record<string, Outcome>;
+      try {
+        outcomes[scenario] = await (SCENARIOS[scenario] as Scenario)(server, pool, scale);
+      } catch (err) {
+        outcomes[scenario] = { error: (err as Error).message };
+      }
+      const took = ((Date.now() - started) / 1000).toFixed(1);
+      console.log(`run ${r + 1}/${runs} ${scenario} ${server.name} (${took} s): ${JSON.stringify(outcomes[scenario])}`);
+    }
+  }
+  run.loadEnd = load();
+  write();
+}
+console.log(`bench: wrote ${out}`);
+process.exit(0);
