@@ -11,12 +11,21 @@ export interface StreamOwner {
   released(stream: SseStream): void;
   /** Called when a stream is dropped for holding more than `maxBufferedBytes` unsent. */
   tooSlow(stream: SseStream, unsentBytes: number): void;
+  /**
+   * The bytes that put `parts[0..count)` on the socket: one HTTP/1.1 chunk when `chunked`, else
+   * the parts themselves. Streams of the same topics queue the very same Buffers, so the owner
+   * may hand every one of them the same frame.
+   */
+  frame(parts: readonly (Buffer | undefined)[], count: number, chunked: boolean): Buffer;
 }
 
 /**
  * One open `text/event-stream` response. Writes are queued and handed to the socket in one write
  * per flush (see `StreamRegistry`), so N events in one turn of the event loop cost one syscall.
- * Never throws on write: a closed stream ignores writes.
+ * Once the response head is out, a flush writes straight to the socket, framing the chunk itself:
+ * `ServerResponse.write` costs four buffered writes, a cork and a tick per call, which at
+ * thousands of streams is most of the process's garbage. Never throws on write: a closed stream
+ * ignores writes.
  */
 export class SseStream {
   readonly #res: ServerResponse;
@@ -24,10 +33,12 @@ export class SseStream {
   readonly #owner: StreamOwner;
   readonly #maxBufferedBytes: number;
   readonly #onClosedBound = () => this.#onClosed();
-  #queue: Buffer[] = [];
+  /** Queued bytes in `[0, #queued)`; the array is kept between flushes, and emptied of references. */
+  readonly #queue: (Buffer | undefined)[] = [];
+  #queued = 0;
   #queuedBytes = 0;
-  /** The socket refused the last write until it drains. */
-  #backedUp = false;
+  /** The socket refused the last write until this emitter (the socket, or the response) drains. */
+  #backedUp: Socket | ServerResponse | undefined;
   #closed = false;
   #closeHandlers: (() => void)[] = [];
   /** `owner.beat` at the last write: the heartbeat goes to streams that stayed idle a whole period. */
@@ -58,23 +69,36 @@ export class SseStream {
     if (this.#closed) return;
     this.lastActiveBeat = this.#owner.beat;
     this.#queuedBytes += bytes.length;
-    if (this.#queue.push(bytes) === 1) this.#owner.scheduleFlush(this);
+    this.#queue[this.#queued++] = bytes;
+    if (this.#queued === 1) this.#owner.scheduleFlush(this);
   }
 
   /** Hands the queued bytes to the socket in one write, or drops the stream if it is too far behind. */
   flush(): void {
+    const count = this.#queued;
+    if (this.#closed || count === 0) return;
     const queue = this.#queue;
-    if (this.#closed || queue.length === 0) return;
-    this.#queue = [];
+    this.#queued = 0;
     this.#queuedBytes = 0;
     // What the client has not taken yet from earlier flushes: past the bound, the client is not
     // keeping up, and holding more for it would let one reader grow the server without limit.
     const unsent = this.#res.writableLength;
     if (unsent > this.#maxBufferedBytes) {
+      queue.fill(undefined, 0, count);
       this.dropTooSlow(unsent);
       return;
     }
-    this.#backedUp = !this.#res.write(queue.length === 1 ? queue[0] : Buffer.concat(queue));
+    const res = this.#res;
+    if (res.socket === this.#socket) {
+      const frame = this.#owner.frame(queue, count, res.chunkedEncoding);
+      this.#backedUp = this.#socket.write(frame) ? undefined : this.#socket;
+    } else {
+      // A pipelined response waits behind the one before it on this socket: the response holds
+      // its bytes until its turn, so they must go through it.
+      const bytes = this.#owner.frame(queue, count, false);
+      this.#backedUp = res.write(bytes) ? undefined : res;
+    }
+    queue.fill(undefined, 0, count);
   }
 
   /**
@@ -85,14 +109,15 @@ export class SseStream {
   drain(): Promise<boolean> {
     this.flush();
     if (this.#closed) return Promise.resolve(false);
-    if (!this.#backedUp) return Promise.resolve(true);
+    const backedUp = this.#backedUp;
+    if (backedUp === undefined) return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = () => {
-        this.#res.off("drain", done);
-        this.#backedUp = false;
+        backedUp.off("drain", done);
+        this.#backedUp = undefined;
         resolve(!this.#closed);
       };
-      this.#res.once("drain", done);
+      backedUp.once("drain", done);
       this.onClose(done);
     });
   }
@@ -123,7 +148,8 @@ export class SseStream {
   #onClosed(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#queue = [];
+    this.#queue.length = 0;
+    this.#queued = 0;
     this.#queuedBytes = 0;
     this.#res.off("close", this.#onClosedBound);
     this.#socket.off("close", this.#onClosedBound);

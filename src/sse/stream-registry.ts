@@ -18,6 +18,24 @@ const SSE_HEADERS = {
   "x-accel-buffering": "no",
 };
 
+const CRLF = "\r\n";
+
+/**
+ * `parts[0..count)` as one Buffer; with `chunked`, framed as one HTTP/1.1 chunk
+ * (`<size in hex>CRLF<bytes>CRLF`, RFC 9112 §7.1), exactly what `ServerResponse.write` would send.
+ */
+function buildFrame(parts: readonly (Buffer | undefined)[], count: number, chunked: boolean): Buffer {
+  let size = 0;
+  for (let i = 0; i < count; i++) size += (parts[i] as Buffer).length;
+  if (!chunked && count === 1) return parts[0] as Buffer;
+  const head = chunked ? `${size.toString(16)}${CRLF}` : "";
+  const frame = Buffer.allocUnsafe(head.length + size + (chunked ? 2 : 0));
+  let at = frame.write(head, 0, "latin1");
+  for (let i = 0; i < count; i++) at += (parts[i] as Buffer).copy(frame, at);
+  if (chunked) frame.write(CRLF, at, "latin1");
+  return frame;
+}
+
 /**
  * Every open event stream of the process, of every kind. Owns the one heartbeat timer (running
  * only while a stream is open; a stream silent for `heartbeatMs` gets a comment) and the one
@@ -29,6 +47,10 @@ export class StreamRegistry implements StreamOwner {
   readonly #streams = new Set<SseStream>();
   #dirty: SseStream[] = [];
   #flushScheduled = false;
+  /** The last frame built, and the parts and framing it was built from: most streams share it. */
+  #frame: Buffer | undefined;
+  #frameParts: (Buffer | undefined)[] = [];
+  #frameChunked = false;
   #heartbeat: NodeJS.Timeout | undefined;
   /** Half-periods of the heartbeat timer so far. */
   beat = 0;
@@ -104,11 +126,26 @@ export class StreamRegistry implements StreamOwner {
     this.#options.onTooSlow?.(unsentBytes);
   }
 
+  frame(parts: readonly (Buffer | undefined)[], count: number, chunked: boolean): Buffer {
+    const last = this.#frameParts;
+    let same = this.#frame !== undefined && chunked === this.#frameChunked && count === last.length;
+    for (let i = 0; same && i < count; i++) same = parts[i] === last[i];
+    if (same) return this.#frame as Buffer;
+    const frame = buildFrame(parts, count, chunked);
+    this.#frame = frame;
+    this.#frameParts = parts.slice(0, count);
+    this.#frameChunked = chunked;
+    return frame;
+  }
+
   #flush(): void {
     const dirty = this.#dirty;
     this.#dirty = [];
     this.#flushScheduled = false;
     for (const stream of dirty) stream.flush();
+    // Nothing to share with the next turn's streams: let the bytes go.
+    this.#frame = undefined;
+    this.#frameParts = [];
   }
 
   #beat(): void {

@@ -191,3 +191,61 @@ describe("stream edge cases", () => {
     expect(stats.topics).toEqual({});
   });
 });
+
+/** Splits an HTTP/1.1 chunked body into its chunks, failing on any framing error (RFC 9112 §7.1). */
+function decodeChunks(body: string): string[] {
+  const chunks: string[] = [];
+  let at = 0;
+  while (at < body.length) {
+    const lineEnd = body.indexOf("\r\n", at);
+    const sizeLine = body.slice(at, lineEnd);
+    expect(sizeLine).toMatch(/^[0-9a-f]+$/);
+    const size = Number.parseInt(sizeLine, 16);
+    const chunk = body.slice(lineEnd + 2, lineEnd + 2 + size);
+    expect(Buffer.byteLength(chunk)).toBe(size);
+    expect(body.slice(lineEnd + 2 + size, lineEnd + 4 + size)).toBe("\r\n");
+    chunks.push(chunk);
+    at = lineEnd + 4 + size;
+  }
+  return chunks;
+}
+
+describe("the bytes on the wire", () => {
+  /** Opens a raw stream, publishes three events in one turn of the event loop, returns head and body. */
+  async function rawStream(httpVersion: string): Promise<{ head: string; body: string }> {
+    const { hostname, port } = new URL(server.url);
+    const socket = connect(Number(port), hostname);
+    let raw = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (text: string) => {
+      raw += text;
+    });
+    socket.write(`GET /events?topic=wire HTTP/${httpVersion}\r\nHost: ${hostname}\r\n\r\n`);
+    await waitFor("the retry line", () => raw.includes("retry: 1500"));
+    await Promise.all(
+      ["one", "two", "three"].map((data) =>
+        server.app.inject({ method: "POST", url: "/events", payload: { topic: "wire", data } }),
+      ),
+    );
+    await waitFor("the three events", () => raw.includes("data: three\n\n"));
+    socket.destroy();
+    const headEnd = raw.indexOf("\r\n\r\n");
+    return { head: raw.slice(0, headEnd), body: raw.slice(headEnd + 4) };
+  }
+
+  it("sends events published in one turn as one HTTP/1.1 chunk, framed to the byte", async () => {
+    const { head, body } = await rawStream("1.1");
+    expect(head).toMatch(/\r\ntransfer-encoding: chunked/i);
+    const chunks = decodeChunks(body);
+    expect(chunks).toHaveLength(2);
+    expect(chunks[0]).toBe("retry: 1500\n\n");
+    expect(chunks[1]).toMatch(/^id: \S+\ndata: one\n\nid: \S+\ndata: two\n\nid: \S+\ndata: three\n\n$/);
+  });
+
+  it("sends an HTTP/1.0 client the bare event stream, ended by closing the connection", async () => {
+    const { head, body } = await rawStream("1.0");
+    expect(head).not.toMatch(/transfer-encoding/i);
+    expect(head).toMatch(/\r\nconnection: close/i);
+    expect(body).toMatch(/^retry: 1500\n\nid: \S+\ndata: one\n\nid: \S+\ndata: two\n\nid: \S+\ndata: three\n\n$/);
+  });
+});
