@@ -40,7 +40,8 @@ export class SseStream {
   /** The socket refused the last write until this emitter (the socket, or the response) drains. */
   #backedUp: Socket | ServerResponse | undefined;
   #closed = false;
-  #closeHandlers: (() => void)[] = [];
+  /** Made with its first handler: grown from `[]` by a push, it would hold 16 slots for the one most streams have. */
+  #closeHandlers: (() => void)[] | undefined;
   /** `owner.beat` at the last write: the heartbeat goes to streams that stayed idle a whole period. */
   lastActiveBeat: number;
 
@@ -133,6 +134,7 @@ export class SseStream {
   /** Runs `handler` once when the stream closes (client gone, dropped, or ended by the server). */
   onClose(handler: () => void): void {
     if (this.#closed) handler();
+    else if (this.#closeHandlers === undefined) this.#closeHandlers = [handler];
     else this.#closeHandlers.push(handler);
   }
 
@@ -154,7 +156,8 @@ export class SseStream {
     this.#res.off("close", this.#onClosedBound);
     this.#socket.off("close", this.#onClosedBound);
     this.#owner.released(this);
-    for (const handler of this.#closeHandlers) handler();
-    this.#closeHandlers = [];
+    const handlers = this.#closeHandlers ?? [];
+    this.#closeHandlers = undefined;
+    for (const handler of handlers) handler();
   }
 }
