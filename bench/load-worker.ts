@@ -23,7 +23,6 @@ let nowUs = 0;
 let outOfOrder = 0;
 let firstError: string | undefined;
 let readersClosed = 0;
-let stalledClosed = 0;
 let clients: Client[] = [];
 
 function send(message: WorkerMessage): void {
@@ -106,7 +105,6 @@ function open(command: Extract<Command, { cmd: "connect" }>): Promise<number> {
         if (client.closing) return;
         if (client.head !== undefined) finish(new Error("the server closed a stream before answering"));
         else if (kind === "reader") readersClosed++;
-        else stalledClosed++;
       });
       socket.on("data", (chunk: Buffer) => {
         if (client.head !== undefined) {
@@ -165,7 +163,6 @@ function report(): WorkerReport {
     outOfOrder,
     firstError,
     readersClosed,
-    stalledClosed,
     latency: latency.toJSON(),
   };
 }
@@ -184,7 +181,6 @@ function closeAll(): void {
   outOfOrder = 0;
   firstError = undefined;
   readersClosed = 0;
-  stalledClosed = 0;
 }
 
 process.on("message", async (command: Command) => {

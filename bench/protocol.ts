@@ -36,9 +36,8 @@ export interface WorkerReport {
   /** Events whose id was not the one expected next (a gap, a repeat, or out of order). */
   outOfOrder: number;
   firstError: string | undefined;
-  /** Readers whose stream was closed by the server, and stalled clients closed by the server. */
+  /** Readers whose stream was closed by the server. */
   readersClosed: number;
-  stalledClosed: number;
   latency: { buckets: [number, number][]; max: number };
 }
 

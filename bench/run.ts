@@ -22,7 +22,15 @@ const peer = (name: string) => new URL(`./peers/${name}.js`, import.meta.url).pa
 
 const SERVERS: ServerSpec[] = [
   // Per-request log lines would dominate a publish benchmark; warnings and errors still log.
-  { name: "herald", label: "Herald", script: root("dist/main.js"), env: { LOG_LEVEL: "warn" } },
+  {
+    name: "herald",
+    label: "Herald",
+    script: root("dist/main.js"),
+    env: { LOG_LEVEL: "warn" },
+    // The peers keep no history. Herald's would hold 50 MB of these events by design (HISTORY_SIZE
+    // counts events), which would hide what the stalled clients cost.
+    envFor: { slow: { HISTORY_SIZE: "100" } },
+  },
   { name: "plain-http", label: "node:http", script: peer("plain-http") },
   { name: "better-sse", label: "better-sse", script: peer("better-sse") },
   { name: "fastify-sse", label: "@fastify/sse", script: peer("fastify-sse") },
@@ -118,7 +126,8 @@ for (let r = 0; r < runs; r++) {
       const started = Date.now();
       const outcomes = run.outcomes[server.name] as Record<string, Outcome>;
       try {
-        outcomes[scenario] = await (SCENARIOS[scenario] as Scenario)(server, pool, scale);
+        const spec = { ...server, env: { ...server.env, ...server.envFor?.[scenario] } };
+        outcomes[scenario] = await (SCENARIOS[scenario] as Scenario)(spec, pool, scale);
       } catch (err) {
         outcomes[scenario] = { error: (err as Error).message };
       }

@@ -9,6 +9,8 @@ export interface Scale {
   /** Seconds of publishing at a fixed rate, for latency. */
   fixedRateS: number;
   idleStreams: number;
+  /** Longest wait for RSS to settle, before and after opening the idle streams. */
+  settleMs: number;
   slowBytes: number;
   publishEvents: number;
 }
@@ -17,16 +19,19 @@ export const FULL: Scale = {
   fanoutEvents: { 1000: 3_000, 10000: 600 },
   fixedRateS: 10,
   idleStreams: 19_000,
+  settleMs: 10_000,
   slowBytes: 50 * 1024 * 1024,
   publishEvents: 100_000,
 };
 
+/** Every scenario, small: to check the bench works, not to quote. */
 export const QUICK: Scale = {
-  fanoutEvents: { 1000: 600, 10000: 150 },
-  fixedRateS: 3,
-  idleStreams: 10_000,
-  slowBytes: 20 * 1024 * 1024,
-  publishEvents: 20_000,
+  fanoutEvents: { 1000: 200, 10000: 10 },
+  fixedRateS: 1,
+  idleStreams: 2_000,
+  settleMs: 2_000,
+  slowBytes: 5 * 1024 * 1024,
+  publishEvents: 2_000,
 };
 
 /** Figures of one scenario on one server, by metric name (see `METRICS` in report.ts). */
@@ -154,13 +159,13 @@ async function settledRss(server: RunningServer, maxMs: number): Promise<number>
  */
 export const idle: Scenario = (spec, pool, scale) =>
   withServer(spec, pool, 1, async (server, publisher) => {
-    const warm = 500;
+    const warm = Math.min(500, scale.idleStreams / 4);
     await pool.connect(server.port, PATH, warm, "reader", CONNECT_TIMEOUT_MS);
     await publisher.closedLoop({ ...loopOptions(pool, 5, SMALL_PADDING, 30_000), inFlight: 1, window: 1 });
-    const before = await settledRss(server, 5_000);
+    const before = await settledRss(server, scale.settleMs / 2);
     const more = scale.idleStreams - warm;
     await pool.connect(server.port, PATH, more, "reader", CONNECT_TIMEOUT_MS, publisher.published);
-    const after = await settledRss(server, 10_000);
+    const after = await settledRss(server, scale.settleMs);
     await publisher.closedLoop({ ...loopOptions(pool, 1, SMALL_PADDING, 60_000), inFlight: 1, window: 1 });
     verify(await pool.report(), publisher.published);
     return {
@@ -170,52 +175,57 @@ export const idle: Scenario = (spec, pool, scale) =>
   });
 
 /**
- * 10 readers take `scale.slowBytes` of 60 KB events; then again with 10 more clients that never
- * read. Reports the server's RSS growth during the second publish, and how much longer the
- * readers took with the stalled clients there.
+ * Publishes `events` large events closed-loop while sampling the server's RSS every 20 ms; gives
+ * up (and stops the server) past `MAX_RSS_BYTES`. Returns the loop's times and the RSS growth.
+ */
+async function publishWatchingRss(server: RunningServer, publisher: Publisher, pool: WorkerPool, events: number) {
+  const before = server.rssBytes();
+  let peak = before;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, server.rssBytes());
+    if (peak > MAX_RSS_BYTES) {
+      clearInterval(sampler);
+      void server.stop();
+    }
+  }, 20);
+  try {
+    const loop = await publisher.closedLoop({
+      ...loopOptions(pool, events, LARGE_PADDING, 120_000),
+      inFlight: 4,
+      window: 16,
+    });
+    peak = Math.max(peak, server.rssBytes());
+    return { ...loop, growth: peak - before };
+  } catch (err) {
+    if (peak > MAX_RSS_BYTES) throw new Error(`RSS passed ${MAX_RSS_BYTES / 1024 ** 3} GiB: stopped`);
+    throw err;
+  } finally {
+    clearInterval(sampler);
+  }
+}
+
+/**
+ * 10 readers take `scale.slowBytes` of 60 KB events; then the same again with 10 more clients
+ * that never read. Reports the server's RSS growth during the second publish, and how much
+ * longer the readers took with the stalled clients there.
  */
 export const slowClients: Scenario = (spec, pool, scale) =>
   withServer(spec, pool, 4, async (server, publisher) => {
     const events = Math.ceil(scale.slowBytes / LARGE_PADDING);
-    const closed = { inFlight: 4, window: 16 };
     await pool.connect(server.port, PATH, 10, "reader", CONNECT_TIMEOUT_MS);
-    const alone = await publisher.closedLoop({ ...loopOptions(pool, events, LARGE_PADDING, 120_000), ...closed });
-
+    const { deliveredMs: aloneMs } = await publishWatchingRss(server, publisher, pool, events);
     await pool.connect(server.port, PATH, 10, "stalled", CONNECT_TIMEOUT_MS, publisher.published);
-    const before = server.rssBytes();
-    let peak = before;
-    const sampler = setInterval(() => {
-      peak = Math.max(peak, server.rssBytes());
-      if (peak > MAX_RSS_BYTES) {
-        clearInterval(sampler);
-        void server.stop();
-      }
-    }, 20);
-    let stalled: Awaited<ReturnType<Publisher["closedLoop"]>>;
-    try {
-      stalled = await publisher.closedLoop({ ...loopOptions(pool, events, LARGE_PADDING, 120_000), ...closed });
-    } catch (err) {
-      if (peak > MAX_RSS_BYTES) throw new Error(`RSS passed ${MAX_RSS_BYTES / 1024 ** 3} GiB: stopped`);
-      throw err;
-    } finally {
-      clearInterval(sampler);
-    }
-    peak = Math.max(peak, server.rssBytes());
-    const report = await pool.report();
-    verify(report, publisher.published);
-    return {
-      rssGrowthMb: (peak - before) / 1024 ** 2,
-      readerSlowdown: stalled.deliveredMs / alone.deliveredMs,
-      stalledClosed: report.stalledClosed,
-    };
+    const stalled = await publishWatchingRss(server, publisher, pool, events);
+    verify(await pool.report(), publisher.published);
+    return { rssGrowthMb: stalled.growth / 1024 ** 2, readerSlowdown: stalled.deliveredMs / aloneMs };
   });
 
 /** 100 subscribers, small events, closed loop with many publishes open: publishes/s accepted. */
 export const publishRate: Scenario = (spec, pool, scale) =>
-  withServer(spec, pool, 16, async (server, publisher) => {
+  withServer(spec, pool, PUBLISH_IN_FLIGHT, async (server, publisher) => {
     const closed = { inFlight: PUBLISH_IN_FLIGHT, window: PUBLISH_WINDOW };
     await pool.connect(server.port, PATH, 100, "reader", CONNECT_TIMEOUT_MS);
-    await publisher.closedLoop({ ...loopOptions(pool, 5_000, SMALL_PADDING, 60_000), ...closed });
+    await publisher.closedLoop({ ...loopOptions(pool, scale.publishEvents / 20, SMALL_PADDING, 60_000), ...closed });
     await pool.phase(false);
     const cpuBefore = server.cpuSeconds();
     const loop = await publisher.closedLoop({

@@ -14,6 +14,8 @@ export interface ServerSpec {
   env?: Record<string, string>;
   /** Extra `node` options, such as `--cpu-prof` to profile it. */
   nodeArgs?: string[];
+  /** More environment for some scenarios, by scenario name. */
+  envFor?: Record<string, Record<string, string>>;
 }
 
 const WATCHDOG = fileURLToPath(new URL("./watchdog.js", import.meta.url));

@@ -120,7 +120,6 @@ export class WorkerPool {
       outOfOrder: sum(reports.map((r) => r.outOfOrder)),
       firstError: reports.find((r) => r.firstError !== undefined)?.firstError,
       readersClosed: sum(reports.map((r) => r.readersClosed)),
-      stalledClosed: sum(reports.map((r) => r.stalledClosed)),
       latency,
     };
   }
