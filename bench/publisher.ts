@@ -10,6 +10,8 @@ export function nowUs(): number {
 
 /** How a publishing loop went, in ms from its first publish. */
 export interface LoopTimes {
+  /** Events published: `count`, or fewer if the time budget ran out first. */
+  count: number;
   /** Until the last publish was acknowledged. */
   acknowledgedMs: number;
   /** Until every reader had every event. */
@@ -47,16 +49,24 @@ export class Publisher {
 
   /**
    * Closed loop: as fast as the server takes them, with at most `inFlight` requests open and at
-   * most `window` events published that some reader has not received yet.
+   * most `window` events published that some reader has not received yet. With `budgetMs`, stops
+   * publishing after that long (then waits for what was sent), so a slow server takes no longer.
    */
-  closedLoop(options: LoopOptions & { inFlight: number; window: number }): Promise<LoopTimes> {
-    const { count, window, inFlight, delivered, onProgress } = options;
+  closedLoop(options: LoopOptions & { inFlight: number; window: number; budgetMs?: number }): Promise<LoopTimes> {
+    const { window, inFlight, delivered, onProgress, budgetMs } = options;
     const base = this.published;
     const pad = "x".repeat(options.padding);
     return this.#loop(options, (state) => {
+      if (budgetMs !== undefined) {
+        const budget = setTimeout(() => {
+          state.target = Math.min(state.target, state.sent);
+          state.check();
+        }, budgetMs);
+        state.onOver = () => clearTimeout(budget);
+      }
       const pump = () => {
         while (
-          state.sent < count &&
+          state.sent < state.target &&
           state.open < inFlight &&
           state.sent - (delivered() - base) < window &&
           !state.over
@@ -94,15 +104,16 @@ export class Publisher {
     const base = this.published;
     return new Promise((resolve, reject) => {
       const started = performance.now();
-      let acknowledgedAt = 0;
+      let lastAckAt = 0;
       const timer = setTimeout(() => {
         state.fail(
           new Error(
-            `timed out after ${timeoutMs} ms: ${state.acked} of ${count} publishes acknowledged, ${delivered() - base} delivered to every reader`,
+            `timed out after ${timeoutMs} ms: ${state.acked} of ${state.target} publishes acknowledged, ${delivered() - base} delivered to every reader`,
           ),
         );
       }, timeoutMs);
       const state: LoopState = {
+        target: count,
         sent: 0,
         open: 0,
         acked: 0,
@@ -122,21 +133,25 @@ export class Publisher {
           if (res.statusCode < 200 || res.statusCode > 299)
             throw new Error(`publish answered ${res.statusCode}: ${text}`);
           state.open--;
-          if (++state.acked === count) acknowledgedAt = performance.now();
+          state.acked++;
+          lastAckAt = performance.now();
         },
         check: () => {
-          if (state.over || state.acked < count || delivered() - base < count) return;
+          const { target } = state;
+          if (state.over || state.acked < target || delivered() - base < target) return;
           state.over = true;
           clearTimeout(timer);
-          const now = performance.now();
-          resolve({ acknowledgedMs: acknowledgedAt - started, deliveredMs: now - started });
+          state.onOver();
+          resolve({ count: target, acknowledgedMs: lastAckAt - started, deliveredMs: performance.now() - started });
         },
         fail: (err: unknown) => {
           if (state.over) return;
           state.over = true;
           clearTimeout(timer);
+          state.onOver();
           reject(err);
         },
+        onOver: () => {},
       };
       drive(state);
     });
@@ -144,6 +159,8 @@ export class Publisher {
 }
 
 interface LoopState {
+  /** Events to publish: `count`, lowered when a time budget runs out. */
+  target: number;
   sent: number;
   open: number;
   acked: number;
@@ -151,4 +168,6 @@ interface LoopState {
   publish(pad: string): Promise<void>;
   check(): void;
   fail(err: unknown): void;
+  /** Called once when the loop is over, either way. */
+  onOver(): void;
 }
