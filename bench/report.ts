@@ -169,6 +169,14 @@ function goals(results: Results): string[] {
   return lines;
 }
 
+/**
+ * True when something besides the bench kept the machine busy: a one-minute load average above 1
+ * before the first run. Later readings count the bench's own processes, so only that one tells.
+ */
+function busy(results: Results): boolean {
+  return (results.runs[0]?.loadStart[0] ?? 0) > 1;
+}
+
 /** Renders `results` as the Markdown of bench/RESULTS.md. */
 export function renderMarkdown(results: Results): string {
   const { machine, servers } = results;
@@ -217,6 +225,13 @@ export function renderMarkdown(results: Results): string {
       (run, i) =>
         `- Run ${i + 1}: load average ${run.loadStart.join(" ")} at the start, ${run.loadEnd.join(" ")} at the end.`,
     ),
+    "  (1, 5 and 15 minutes. After the start of run 1 they include the bench's own server, workers and publisher.)",
+    ...(busy(results)
+      ? [
+          `- **This machine was shared with other work during the run** (load average ${results.runs[0]?.loadStart[0]} before it`,
+          "  started): rates and latencies are noisy; compare servers within the run, and re-run on a quiet machine to quote.",
+        ]
+      : []),
     "- The load generator and the publisher run on the same machine as the server: on few cores they take",
     "  CPU from it. CPU-seconds are the server process's own (`/proc/<pid>/stat`), which holds when the",
     "  machine is busy; rates and latencies do not.",
