@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import { Redis } from "ioredis";
-import { BrokerUnavailableError, IdConflictError } from "../errors.js";
+import { BrokerUnavailableError, IdConflictError, InvalidEventError } from "../errors.js";
 import type {
   Broker,
   BrokerStatus,
@@ -109,7 +109,7 @@ function toStored(sid: string, fields: Fields): StoredEvent {
 }
 
 function unavailable(err: unknown): Error {
-  if (err instanceof IdConflictError) return err;
+  if (err instanceof IdConflictError || err instanceof InvalidEventError) return err;
   return new BrokerUnavailableError(`Redis: ${(err as Error).message}`, { cause: err });
 }
 
@@ -166,6 +166,12 @@ export class RedisBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
+    if (input.id !== undefined && STREAM_ID.test(input.id)) {
+      // Redis may assign this very id to a later event: it cannot belong to a publisher.
+      throw new InvalidEventError(
+        "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
+      );
+    }
     let reply: [string, string, Fields?];
     try {
       reply = await this.#commands.heraldPublish(

@@ -88,12 +88,18 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       expect((await broker.history("*", "order-1", 10)).events.map((e) => e.id)).toEqual([next.event.id]);
     });
 
-    it("never hands out an id a publisher already chose", async () => {
+    it("never hands out an id a publisher already chose (or refuses ids of the form it assigns)", async () => {
       const broker = await make();
       const generated = (await broker.publish({ topic: "a", data: "1" })).event.id;
       // The publisher's own event takes the next sequence number, so the one after is the collision.
       const guess = generated.replace(/(\d+)$/, (n) => String(Number(n) + 2));
-      await broker.publish({ topic: "a", data: "mine", id: guess });
+      const mine = await broker
+        .publish({ topic: "a", data: "mine", id: guess })
+        .catch((err: { statusCode?: number }) => err);
+      if ("statusCode" in mine) {
+        expect(mine.statusCode).toBe(400);
+        return;
+      }
       const next = (await broker.publish({ topic: "a", data: "3" })).event.id;
       expect(next).not.toBe(guess);
     });
