@@ -9,7 +9,9 @@ export interface MemoryBrokerOptions {
 }
 
 function sameContent(a: EventInput, b: EventInput): boolean {
-  return a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry;
+  return (
+    a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry && !a.private === !b.private
+  );
 }
 
 /**
