@@ -1,6 +1,17 @@
-import type { FastifyInstance, FastifySchemaValidationError } from "fastify";
+import { normalizeIP } from "@fastify/rate-limit";
+import type { FastifyInstance, FastifyRequest, FastifySchemaValidationError } from "fastify";
+import type { JwtVerifier, TokenClaims } from "../auth/jwt-verifier.js";
+import { bearerToken, subscriberToken } from "../auth/request-token.js";
+import type { TokenExpiry } from "../auth/token-expiry.js";
 import type { EventInput } from "../broker/broker.js";
-import { InvalidEventError, InvalidTopicError } from "../errors.js";
+import {
+  InvalidEventError,
+  InvalidTopicError,
+  PrivateUnavailableError,
+  RateLimitedError,
+  TokenMissingError,
+  TopicForbiddenError,
+} from "../errors.js";
 import type { Hub } from "../hub/hub.js";
 import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
@@ -10,6 +21,22 @@ import { resumeId } from "./resume-id.js";
 export interface EventsRoutesOptions {
   hub: Hub;
   streams: StreamRegistry;
+  /** Checks publishers' tokens; without it anyone may publish. */
+  publisher?: JwtVerifier;
+  /** Checks subscribers' tokens; without it private events are refused. */
+  subscriber?: JwtVerifier;
+  /** Ends streams whose token expires. */
+  expiry: TokenExpiry;
+  maxTopicsPerStream: number;
+  /** Publishes per minute per client; 0 for no limit. */
+  publishRateLimit: number;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The verified publisher token of a `POST /events`, when `PUBLISHER_JWT_KEY` is set. */
+    publisher: TokenClaims | undefined;
+  }
 }
 
 /** No CR, LF or NUL: these would end an SSE field early (header injection on the wire). */
@@ -21,6 +48,7 @@ interface PublishBody {
   data: unknown;
   id?: string;
   retry?: number;
+  private?: boolean;
 }
 
 const publishSchema = {
@@ -33,6 +61,7 @@ const publishSchema = {
       event: { type: "string", pattern: FIELD_PATTERN },
       id: { type: "string", pattern: FIELD_PATTERN },
       retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
+      private: { type: "boolean" },
       data: {},
     },
   },
@@ -42,6 +71,7 @@ const FIELD_RULES: Record<string, string> = {
   event: "event must be 1 to 256 characters with no CR, LF or NUL",
   id: "id must be 1 to 256 characters with no CR, LF or NUL",
   retry: "retry must be a whole number of milliseconds from 0 to 2147483647",
+  private: "private must be true or false",
 };
 
 /** Turns the first schema violation into an error that says which field is wrong and what it takes. */
@@ -55,7 +85,7 @@ function bodyError(errors: FastifySchemaValidationError[]): Error {
   }
   if (first?.keyword === "additionalProperties") {
     return new InvalidEventError(
-      `Unknown field ${JSON.stringify(params?.additionalProperty)}: an event has topic, event, data, id and retry`,
+      `Unknown field ${JSON.stringify(params?.additionalProperty)}: an event has topic, event, data, id, retry and private`,
     );
   }
   const field = first?.instancePath.split("/")[1] ?? "";
@@ -83,20 +113,36 @@ function toEventInput(body: PublishBody): EventInput {
     ...(body.event !== undefined && { event: body.event }),
     ...(body.id !== undefined && { id: body.id }),
     ...(body.retry !== undefined && { retry: body.retry }),
+    ...(body.private === true && { private: true }),
   };
 }
 
+/** Publishes are counted per token subject when there is one, else per client address. */
+function publisherKey(request: FastifyRequest): string {
+  const subject = request.publisher?.subject;
+  return subject !== undefined ? `sub:${subject}` : `ip:${normalizeIP(request.ip)}`;
+}
+
 /** `GET /events` streams topics; `POST /events` publishes. */
-export async function eventsRoutes(app: FastifyInstance, { hub, streams }: EventsRoutesOptions): Promise<void> {
-  app.get<{ Querystring: { topic?: string | string[]; lastEventId?: string | string[] } }>(
+export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOptions): Promise<void> {
+  const { hub, streams, publisher, subscriber, expiry } = options;
+  app.decorateRequest("publisher", undefined);
+
+  app.get<{
+    Querystring: { topic?: string | string[]; lastEventId?: string | string[]; authorization?: string | string[] };
+  }>(
     "/events",
     // A HEAD would open a stream that never ends.
     { exposeHeadRoute: false },
     async (request, reply) => {
-      const topics = parseTopicSelection(request.query.topic);
+      const topics = parseTopicSelection(request.query.topic, options.maxTopicsPerStream);
       const lastEventId = resumeId(request.headers["last-event-id"], request.query.lastEventId);
+      // No token is fine (public events only); a bad one is a 401 before the stream opens.
+      const token = subscriber && subscriberToken(request);
+      const claims = token ? await subscriber?.verify(token) : undefined;
       const stream = streams.open(reply);
-      await hub.subscribe(stream, topics, lastEventId);
+      if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
+      await hub.subscribe(stream, topics, lastEventId, claims?.grant);
     },
   );
 
@@ -105,22 +151,49 @@ export async function eventsRoutes(app: FastifyInstance, { hub, streams }: Event
     {
       schema: publishSchema,
       schemaErrorFormatter: bodyError,
+      ...(publisher && {
+        onRequest: async (request: FastifyRequest) => {
+          const token = bearerToken(request);
+          if (token === undefined) throw new TokenMissingError("Publishing (PUBLISHER_JWT_KEY is set)");
+          request.publisher = await publisher.verify(token);
+        },
+      }),
+      // After the token check, so the key is a verified subject; before the body is read.
+      ...(options.publishRateLimit > 0 && {
+        config: {
+          rateLimit: {
+            max: options.publishRateLimit,
+            timeWindow: 60_000,
+            hook: "preParsing" as const,
+            keyGenerator: publisherKey,
+            errorResponseBuilder: (_request: FastifyRequest, context: { max: number; after: string }) =>
+              new RateLimitedError(context.max, context.after),
+          },
+        },
+      }),
       preValidation: async (request) => {
-        // Form fields are all text: let `retry=5000` count as the number it spells.
+        // Form fields are all text: let `retry=5000` and `private=true` count as what they spell.
         const body = request.body as unknown as Record<string, unknown> | undefined;
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
         }
+        if (isForm && (body?.private === "true" || body?.private === "false")) body.private = body.private === "true";
       },
     },
     async (request, reply) => {
-      const { event, duplicate } = await hub.publish(toEventInput(request.body));
+      const input = toEventInput(request.body);
+      if (request.publisher !== undefined && !request.publisher.grant.covers(input.topic)) {
+        throw new TopicForbiddenError("mercure.publish", JSON.stringify(input.topic));
+      }
+      if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
+      const { event, duplicate } = await hub.publish(input);
       reply.code(201);
       return {
         id: event.id,
         topic: event.topic,
         ...(event.event !== undefined && { event: event.event }),
+        ...(event.private && { private: true }),
         time: new Date(event.time).toISOString(),
         ...(duplicate && { duplicate: true }),
       };
