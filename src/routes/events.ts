@@ -39,8 +39,14 @@ declare module "fastify" {
   }
 }
 
-/** No CR, LF or NUL: these would end an SSE field early (header injection on the wire). */
-const FIELD_PATTERN = "^[^\\r\\n\\u0000]{1,256}$";
+/**
+ * No CR, LF or NUL: these would end an SSE field early (header injection on the wire). No lone
+ * UTF-16 surrogate either: it has no UTF-8 form, so clients would get U+FFFD, and a resume by that
+ * id would not find it. (Ajv compiles patterns with the `u` flag, so a surrogate pair still passes.)
+ */
+const FIELD_PATTERN = "^[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
+/** A lone surrogate, under the `u` flag; a well-formed pair is one code point and does not match. */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 interface PublishBody {
   topic?: string;
@@ -68,8 +74,8 @@ const publishSchema = {
 } as const;
 
 const FIELD_RULES: Record<string, string> = {
-  event: "event must be 1 to 256 characters with no CR, LF or NUL",
-  id: "id must be 1 to 256 characters with no CR, LF or NUL",
+  event: "event must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate)",
+  id: "id must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate)",
   retry: "retry must be a whole number of milliseconds from 0 to 2147483647",
   private: "private must be true or false",
 };
@@ -97,7 +103,14 @@ function bodyError(errors: FastifySchemaValidationError[]): Error {
 
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
 function encodeData(data: unknown): string {
-  if (typeof data === "string") return data;
+  if (typeof data === "string") {
+    if (LONE_SURROGATE.test(data)) {
+      throw new InvalidEventError(
+        "data has a lone UTF-16 surrogate, which cannot be sent as UTF-8: send valid Unicode",
+      );
+    }
+    return data;
+  }
   try {
     return JSON.stringify(data);
   } catch (err) {
