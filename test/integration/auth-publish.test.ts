@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/app.js";
 import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
+import { injectPublish } from "../helpers/inject.js";
 import { hs256, keyPair, SECRET, type Signer, type TokenSpec, unsigned } from "../helpers/tokens.js";
 
 const apps: FastifyInstance[] = [];
@@ -16,13 +17,10 @@ async function app(overrides: Partial<Config>): Promise<FastifyInstance> {
 }
 
 function publish(target: FastifyInstance, body: Record<string, unknown>, authorization?: string) {
-  return target.inject({
-    method: "POST",
-    url: "/events",
-    headers: { "content-type": "application/json", ...(authorization !== undefined && { authorization }) },
-    payload: JSON.stringify(body),
-  });
+  return injectPublish(target, body, { headers: authorization === undefined ? {} : { authorization } });
 }
+
+const FORM = { type: "application/x-www-form-urlencoded" };
 
 let es256: Signer;
 let rs256: Signer;
@@ -144,12 +142,7 @@ describe("private events at publish time", () => {
       code: "HERALD_PRIVATE_UNAVAILABLE",
       message: expect.stringContaining("SUBSCRIBER_JWT_KEY is not set"),
     });
-    const form = await target.inject({
-      method: "POST",
-      url: "/events",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      payload: "topic=t&data=1&private=true",
-    });
+    const form = await injectPublish(target, "topic=t&data=1&private=true", FORM);
     expect(form.statusCode).toBe(400);
     expect(form.json().code).toBe("HERALD_PRIVATE_UNAVAILABLE");
     expect((await publish(target, { topic: "t", data: 1, private: false })).statusCode).toBe(201);
@@ -160,12 +153,7 @@ describe("private events at publish time", () => {
     const first = await publish(target, { topic: "t", data: 1, id: "p-1", private: true });
     expect(first.statusCode).toBe(201);
     expect(first.json()).toMatchObject({ id: "p-1", private: true });
-    const form = await target.inject({
-      method: "POST",
-      url: "/events",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      payload: "topic=t&data=1&private=true",
-    });
+    const form = await injectPublish(target, "topic=t&data=1&private=true", FORM);
     expect(form.json()).toMatchObject({ private: true });
     const wrong = await publish(target, { topic: "t", data: 1, private: "yes" });
     expect(wrong.statusCode).toBe(400);

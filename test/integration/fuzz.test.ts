@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../../src/app.js";
 import { DEFAULT_CONFIG } from "../../src/config.js";
+import { injectPublish } from "../helpers/inject.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { type OpenStream, openStream } from "../helpers/stream.js";
 import { hs256, SECRET } from "../helpers/tokens.js";
@@ -186,12 +187,7 @@ describe("hostile input against a live server", () => {
   it("answers every hostile publish with a 2xx or a 4xx", async () => {
     await fc.assert(
       fc.asyncProperty(hostilePublish, async ({ body, contentType }) => {
-        const res = await server.app.inject({
-          method: "POST",
-          url: "/events",
-          headers: contentType === undefined ? {} : { "content-type": contentType },
-          payload: body,
-        });
+        const res = await injectPublish(server.app, body, { type: contentType });
         expect(res.statusCode, res.body).toBeGreaterThanOrEqual(200);
         expect(res.statusCode, res.body).toBeLessThan(500);
         if (res.statusCode >= 400) expect(res.json()).toMatchObject({ statusCode: res.statusCode });
@@ -237,21 +233,14 @@ describe("what the fuzz found", () => {
     const app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent" });
     try {
       for (const body of ['{"data":1,"id":"a\\ud800"}', '{"data":1,"event":"\\udc00"}', '{"data":"x\\ud83d"}']) {
-        const res = await app.inject({
-          method: "POST",
-          url: "/events",
-          headers: { "content-type": "application/json" },
-          payload: body,
-        });
+        const res = await injectPublish(app, body);
         expect(res.statusCode, body).toBe(400);
         expect(res.json().message, body).toMatch(/lone UTF-16 surrogate/);
       }
-      const pair = await app.inject({
-        method: "POST",
-        url: "/events",
-        headers: { "content-type": "application/json" },
-        payload: '{"data":"\\ud83d\\ude00","id":"smile-\\ud83d\\ude00","event":"\\ud83d\\ude00"}',
-      });
+      const pair = await injectPublish(
+        app,
+        '{"data":"\\ud83d\\ude00","id":"smile-\\ud83d\\ude00","event":"\\ud83d\\ude00"}',
+      );
       expect(pair.statusCode).toBe(201);
       expect(pair.json().id).toBe("smile-\u{1F600}");
     } finally {
@@ -299,12 +288,7 @@ describe("hostile tokens against a locked publisher", () => {
     try {
       await fc.assert(
         fc.asyncProperty(header, async (authorization) => {
-          const res = await app.inject({
-            method: "POST",
-            url: "/events",
-            headers: { "content-type": "application/json", authorization },
-            payload: JSON.stringify({ topic: "news", data: 1 }),
-          });
+          const res = await injectPublish(app, { topic: "news", data: 1 }, { headers: { authorization } });
           expect([201, 401, 403], `${authorization} → ${res.body}`).toContain(res.statusCode);
         }),
         { numRuns: 300 },
