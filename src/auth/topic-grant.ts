@@ -27,6 +27,8 @@ function templateSource(template: string): string | undefined {
  * (`orders/{id}` covers `orders/42`, not `orders/42/items`) and `{+name}` for the rest of the topic,
  * `/` included (`orders/{+rest}` covers both). Other template forms and non-string entries cover
  * nothing. Built once per verified token; `covers` is a set lookup, then one regular expression.
+ * The entries come from tokens signed with Herald's key, so the expressions are the issuer's, never
+ * a client's.
  */
 export class TopicGrant {
   /** Covers every topic: the list held `*`. */
