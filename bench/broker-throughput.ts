@@ -17,7 +17,8 @@ const BODY = JSON.stringify({ topic: "bench", data: { n: 1, text: "x".repeat(64)
 
 async function startHerald(env: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ["dist/main.js"], {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env },
+    // One client address publishing flat out: lift the per-client limits meant for the open internet.
+    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", PUBLISH_RATE_LIMIT: "0", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const url = await new Promise<string>((resolve, reject) => {

@@ -25,7 +25,9 @@ export function seqPos(seq: number): string {
 
 /** True when two events carry the same content: what makes a re-publish with the same id harmless. */
 export function sameContent(a: EventInput, b: EventInput): boolean {
-  return a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry;
+  return (
+    a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry && !a.private === !b.private
+  );
 }
 
 /**

@@ -40,7 +40,7 @@ const STREAM_ID = /^\d+-\d+$/;
 const PUBLISH_SCRIPT = `
 local stream, pids, pidtimes = KEYS[1], KEYS[2], KEYS[3]
 local pid, topic, event, data, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local maxlen, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local maxlen, ttl, private = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
@@ -56,6 +56,7 @@ local fields = {'t', topic, 'd', data}
 if event ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = event end
 if retry ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = retry end
 if pid ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = pid end
+if private == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
 local sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
 if pid ~= '' then
   redis.call('HSET', pids, pid, sid)
@@ -105,6 +106,7 @@ function toStored(sid: string, fields: Fields): StoredEvent {
     pos: sidPos(sid),
     ...(f.e !== undefined && { event: f.e }),
     ...(f.r !== undefined && { retry: Number(f.r) }),
+    ...(f.x === "1" && { private: true }),
   };
 }
 
@@ -183,6 +185,7 @@ export class RedisBroker implements Broker {
         input.retry === undefined ? "" : String(input.retry),
         this.#historySize,
         this.#ttlMs,
+        input.private ? "1" : "",
       );
     } catch (err) {
       throw unavailable(err);

@@ -30,6 +30,7 @@ interface EventRow {
   event: string | null;
   data: string;
   retry: number | null;
+  private: number | null;
   time: number;
 }
 
@@ -48,6 +49,7 @@ const SCHEMA = `
     event TEXT,
     data TEXT NOT NULL,
     retry INTEGER,
+    private INTEGER,
     time INTEGER NOT NULL
   );
   CREATE INDEX IF NOT EXISTS events_time ON events (time);
@@ -62,6 +64,7 @@ function toStored(row: EventRow): StoredEvent {
     pos: seqPos(row.seq),
     ...(row.event !== null && { event: row.event }),
     ...(row.retry !== null && { retry: row.retry }),
+    ...(row.private === 1 && { private: true }),
   };
 }
 
@@ -88,6 +91,9 @@ export class SqliteBroker implements Broker {
     this.#historySize = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     db.exec(SCHEMA);
+    // Files created before private events existed lack the column.
+    const columns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('events')").all();
+    if (!columns.some((c) => c.name === "private")) db.exec("ALTER TABLE events ADD COLUMN private INTEGER");
     const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
     let run = getMeta.get("run")?.value;
     if (run === undefined) {
@@ -99,7 +105,7 @@ export class SqliteBroker implements Broker {
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO events (seq, id, topic, event, data, retry, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @time)",
+        "INSERT INTO events (seq, id, topic, event, data, retry, private, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @time)",
       ),
       trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
       trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
@@ -245,6 +251,7 @@ export class SqliteBroker implements Broker {
       event: input.event ?? null,
       data: input.data,
       retry: input.retry ?? null,
+      private: input.private ? 1 : null,
       time: event.time,
     });
     return { event, duplicate: false };

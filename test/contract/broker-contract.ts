@@ -88,6 +88,32 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       expect((await broker.history("*", "order-1", 10)).events.map((e) => e.id)).toEqual([next.event.id]);
     });
 
+    it("stores and returns private, and treats a re-publish that differs only in private as a conflict", async () => {
+      const broker = await make();
+      const seen: StoredEvent[] = [];
+      await broker.subscribe((e) => seen.push(e));
+      const before = await broker.publish({ topic: "a", data: "public" });
+      const secret = await broker.publish({ topic: "a", data: "x", id: "secret-1", private: true });
+      expect(secret.event.private).toBe(true);
+      await waitFor("the private event's delivery", () => seen.length >= 2);
+      expect(seen[1]?.private).toBe(true);
+      const { events } = await broker.history("*", before.event.id, 10);
+      expect(events.map((e) => [e.id, e.private])).toEqual([["secret-1", true]]);
+      expect(await broker.publish({ topic: "a", data: "x", id: "secret-1", private: true })).toEqual({
+        duplicate: true,
+        event: secret.event,
+      });
+      await expect(broker.publish({ topic: "a", data: "x", id: "secret-1" })).rejects.toMatchObject({
+        code: "HERALD_ID_CONFLICT",
+      });
+      await broker.publish({ topic: "a", data: "y", id: "public-1" });
+      await expect(broker.publish({ topic: "a", data: "y", id: "public-1", private: true })).rejects.toMatchObject({
+        code: "HERALD_ID_CONFLICT",
+      });
+      await waitFor("every delivery", () => seen.length >= 3);
+      expect(seen.map((e) => e.id)).toEqual([before.event.id, "secret-1", "public-1"]);
+    });
+
     it("never hands out an id a publisher already chose (or refuses ids of the form it assigns)", async () => {
       const broker = await make();
       const generated = (await broker.publish({ topic: "a", data: "1" })).event.id;

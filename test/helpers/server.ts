@@ -10,7 +10,8 @@ export interface TestServer {
   url: string;
   /** Publishes with undici; returns the parsed 201 body. */
   publish(body: Record<string, unknown>): Promise<{ id: string; topic: string; duplicate?: boolean }>;
-  stats(): Promise<Stats>;
+  /** `GET /stats`; `headers` carry a token when `SUBSCRIBER_JWT_KEY` is set. */
+  stats(headers?: Record<string, string>): Promise<Stats>;
   close(): Promise<void>;
 }
 
@@ -54,8 +55,8 @@ export async function startServer(
       if (res.statusCode !== 201) throw new Error(`publish answered ${res.statusCode}: ${json.message}`);
       return json;
     },
-    async stats() {
-      const res = await request(`${url}/stats`);
+    async stats(headers = {}) {
+      const res = await request(`${url}/stats`, { headers });
       return (await res.body.json()) as Stats;
     },
     close: () => app.close(),
