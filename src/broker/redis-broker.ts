@@ -10,6 +10,7 @@ import type {
   StoredEvent,
   TopicSelection,
 } from "./broker.js";
+import { Listeners } from "./listeners.js";
 import { sameContent } from "./memory-broker.js";
 
 /** Options for `RedisBroker`. */
@@ -130,7 +131,7 @@ export class RedisBroker implements Broker {
   readonly #historySize: number;
   readonly #ttlMs: number;
   readonly #log: FastifyBaseLogger;
-  readonly #listeners = new Set<(event: StoredEvent) => void>();
+  readonly #listeners = new Listeners();
   /** The last stream id the reader delivered; undefined until it has read the stream's end once. */
   #lastId: string | undefined;
   #reading: Promise<void> | undefined;
@@ -203,16 +204,13 @@ export class RedisBroker implements Broker {
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
-    const listener = (event: StoredEvent) => onEvent(event);
-    this.#listeners.add(listener);
+    const unsubscribe = this.#listeners.add(onEvent);
     if (this.#reading === undefined) {
       // Know where the stream ends now, so that every later event reaches the listener.
       this.#lastId = await this.#streamEnd(this.#commands).catch(() => undefined);
       this.#reading = this.#readLoop();
     }
-    return async () => {
-      this.#listeners.delete(listener);
-    };
+    return unsubscribe;
   }
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
@@ -290,7 +288,7 @@ export class RedisBroker implements Broker {
           for (const [sid, fields] of entries) {
             this.#lastId = sid;
             const event = toStored(sid, fields);
-            for (const listener of this.#listeners) listener(event);
+            this.#listeners.emit(event);
           }
         }
       } catch (err) {

@@ -12,6 +12,7 @@ import type {
   StoredEvent,
   TopicSelection,
 } from "./broker.js";
+import { Listeners } from "./listeners.js";
 import { sameContent, seqPos } from "./memory-broker.js";
 
 /** Options for `SqliteBroker`. */
@@ -79,7 +80,7 @@ export class SqliteBroker implements Broker {
   readonly #historySize: number;
   readonly #ttlMs: number;
   readonly #run: string;
-  readonly #listeners = new Set<(event: StoredEvent) => void>();
+  readonly #listeners = new Listeners();
   readonly #statements;
   readonly #historyByTopicCount = new Map<number, Database.Statement<unknown[], EventRow>>();
   #seq: number;
@@ -151,11 +152,7 @@ export class SqliteBroker implements Broker {
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
-    const listener = (event: StoredEvent) => onEvent(event);
-    this.#listeners.add(listener);
-    return async () => {
-      this.#listeners.delete(listener);
-    };
+    return this.#listeners.add(onEvent);
   }
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
@@ -222,7 +219,7 @@ export class SqliteBroker implements Broker {
         reject(outcome);
         continue;
       }
-      if (!outcome.duplicate) for (const listener of this.#listeners) listener(outcome.event);
+      if (!outcome.duplicate) this.#listeners.emit(outcome.event);
       resolve(outcome);
     }
   }
