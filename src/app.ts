@@ -18,7 +18,9 @@ import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTyp
 import { Hub } from "./hub/hub.js";
 import { eventsRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
+import { metricsRoutes } from "./routes/metrics.js";
 import { statsRoutes } from "./routes/stats.js";
+import { statsStreamRoutes } from "./routes/stats-stream.js";
 import { type TickCounters, ticksRoutes } from "./routes/ticks.js";
 import { StreamRegistry } from "./sse/stream-registry.js";
 
@@ -153,11 +155,18 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
   await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
   await app.register(statsRoutes, { hub, streams, ticks, subscriber });
+  await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, retryMs: config.retryMs });
+  await app.register(metricsRoutes, { hub, streams, ticks, subscriber });
   await app.register(healthRoutes, { broker });
   // Helmet builds its headers on each request: scoped to the dashboard, it costs publishes and streams nothing.
   await app.register(async (web) => {
     await web.register(helmet, DASHBOARD_HELMET);
-    await web.register(fastifyStatic, { root: WEB_ROOT });
+    // No build step, so file names never change: browsers revalidate (ETag → 304) rather than run stale code.
+    await web.register(fastifyStatic, {
+      root: WEB_ROOT,
+      cacheControl: false,
+      setHeaders: (res) => res.setHeader("cache-control", "no-cache"),
+    });
   });
 
   // Sockets that never sent a request (browsers and undici open them ahead of time) are not

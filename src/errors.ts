@@ -70,7 +70,7 @@ export const TopicForbiddenError = createError<"HERALD_TOPIC_FORBIDDEN", 403, Ar
 
 export const NotFoundError = createError<"HERALD_NOT_FOUND", 404, Args<[string, string]>>(
   "HERALD_NOT_FOUND",
-  "No route %s %s. Herald serves GET /events, POST /events, GET /ticks, GET /stats, GET /health and the page at GET /",
+  "No route %s %s. Herald serves GET /events, POST /events, GET /ticks, GET /stats, GET /stats/stream, GET /metrics, GET /health and the page at GET /",
   404,
 );
 

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from "fastify";
 import type { TopicGrant } from "../auth/topic-grant.js";
 import type { Broker, EventInput, PublishResult, StoredEvent, TopicSelection } from "../broker/broker.js";
 import { encodeEvent } from "../sse/encode.js";
+import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
 import { ALL_TOPICS } from "./topic.js";
 
@@ -56,6 +57,8 @@ class Subscription {
     readonly stream: SseStream,
     readonly maxPendingBytes: number,
     readonly mayReceivePrivate: PrivateAccess,
+    /** Wants each event in an envelope (`encodeEnvelope`) rather than plain. */
+    readonly envelope: boolean,
   ) {}
 
   deliver(event: StoredEvent, bytes: Buffer): void {
@@ -83,9 +86,26 @@ class Subscription {
   }
 }
 
+/** One event's bytes in each wire format, each encoded at most once, when a subscriber first needs it. */
+class EventBytes {
+  #plain: Buffer | undefined;
+  #enveloped: Buffer | undefined;
+  constructor(readonly event: StoredEvent) {}
+
+  for(sub: Subscription): Buffer {
+    if (sub.envelope) {
+      this.#enveloped ??= encodeEnvelope(this.event, false);
+      return this.#enveloped;
+    }
+    this.#plain ??= encodeEvent(this.event);
+    return this.#plain;
+  }
+}
+
 /**
  * Topic → local subscribers of this process. Receives every event from the broker once, encodes
- * it once, and writes the same bytes to each subscriber of its topic and of `*`.
+ * it once (once per wire format in use), and writes the same bytes to each subscriber of its
+ * topic and of `*`.
  */
 export class Hub {
   readonly #broker: Broker;
@@ -137,9 +157,16 @@ export class Hub {
    * or before the replay's last position are dropped. The replay goes out in batches, each after
    * the socket has drained, so a client that does not read holds at most one batch. Private events,
    * live or replayed, reach the stream only on the topics `grant` (its token's `mercure.subscribe`) covers.
+   * With `envelope`, events go out as `encodeEnvelope` makes them (the `reset` event stays as it is).
    */
-  async subscribe(stream: SseStream, topics: TopicSelection, lastEventId?: string, grant?: TopicGrant): Promise<void> {
-    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(topics, grant));
+  async subscribe(
+    stream: SseStream,
+    topics: TopicSelection,
+    lastEventId?: string,
+    grant?: TopicGrant,
+    envelope = false,
+  ): Promise<void> {
+    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(topics, grant), envelope);
     if (lastEventId !== undefined) sub.pending = [];
     this.#attach(sub, topics);
     stream.onClose(() => this.#detach(sub, topics));
@@ -165,7 +192,7 @@ export class Hub {
     let batchBytes = 0;
     for (const event of history.events) {
       if (event.private && !sub.mayReceivePrivate(event.topic)) continue;
-      const bytes = encodeEvent(event);
+      const bytes = envelope ? encodeEnvelope(event, true) : encodeEvent(event);
       stream.send(bytes);
       this.counters.delivered++;
       batchBytes += bytes.length;
@@ -182,21 +209,21 @@ export class Hub {
     const subs = this.#byTopic.get(event.topic);
     const n = (subs?.size ?? 0) + this.#everyTopic.size;
     if (n === 0) return;
-    const bytes = encodeEvent(event);
+    const bytes = new EventBytes(event);
     if (event.private) {
       this.#dispatchPrivate(event, bytes, subs);
       return;
     }
-    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes);
-    for (const sub of this.#everyTopic) sub.deliver(event, bytes);
+    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes.for(sub));
+    for (const sub of this.#everyTopic) sub.deliver(event, bytes.for(sub));
     this.counters.delivered += n;
   }
 
-  #dispatchPrivate(event: StoredEvent, bytes: Buffer, subs: Set<Subscription> | undefined): void {
+  #dispatchPrivate(event: StoredEvent, bytes: EventBytes, subs: Set<Subscription> | undefined): void {
     for (const group of [subs ?? [], this.#everyTopic]) {
       for (const sub of group) {
         if (!sub.mayReceivePrivate(event.topic)) continue;
-        sub.deliver(event, bytes);
+        sub.deliver(event, bytes.for(sub));
         this.counters.delivered++;
       }
     }

@@ -6,6 +6,7 @@ import type { TokenExpiry } from "../auth/token-expiry.js";
 import type { EventInput } from "../broker/broker.js";
 import {
   InvalidEventError,
+  InvalidQueryError,
   InvalidTopicError,
   PrivateUnavailableError,
   RateLimitedError,
@@ -138,13 +139,25 @@ function publisherKey(request: FastifyRequest): string {
   return subject !== undefined ? `sub:${subject}` : `ip:${normalizeIP(request.ip)}`;
 }
 
+/** `envelope=1` asks for every event in an envelope (see `encodeEnvelope`); absent, the plain format. */
+function wantsEnvelope(raw: string | string[] | undefined): boolean {
+  if (raw === undefined) return false;
+  if (raw === "1") return true;
+  throw new InvalidQueryError("envelope takes the value 1 (or leave it out for plain events)");
+}
+
 /** `GET /events` streams topics; `POST /events` publishes. */
 export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOptions): Promise<void> {
   const { hub, streams, publisher, subscriber, expiry } = options;
   app.decorateRequest("publisher", undefined);
 
   app.get<{
-    Querystring: { topic?: string | string[]; lastEventId?: string | string[]; authorization?: string | string[] };
+    Querystring: {
+      topic?: string | string[];
+      lastEventId?: string | string[];
+      authorization?: string | string[];
+      envelope?: string | string[];
+    };
   }>(
     "/events",
     // A HEAD would open a stream that never ends.
@@ -152,12 +165,13 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
     async (request, reply) => {
       const topics = parseTopicSelection(request.query.topic, options.maxTopicsPerStream);
       const lastEventId = resumeId(request.headers["last-event-id"], request.query.lastEventId);
+      const envelope = wantsEnvelope(request.query.envelope);
       // No token is fine (public events only); a bad one is a 401 before the stream opens.
       const token = subscriber && subscriberToken(request);
       const claims = token ? await subscriber?.verify(token) : undefined;
       const stream = streams.open(reply);
       if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
-      await hub.subscribe(stream, topics, lastEventId, claims?.grant);
+      await hub.subscribe(stream, topics, lastEventId, claims?.grant, envelope);
     },
   );
 

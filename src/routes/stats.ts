@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyRequest, RouteShorthandOptions } from "fastify";
 import type { JwtVerifier } from "../auth/jwt-verifier.js";
 import { subscriberToken } from "../auth/request-token.js";
 import { TokenMissingError, TopicForbiddenError } from "../errors.js";
@@ -15,21 +15,24 @@ export interface StatsRoutesOptions {
   subscriber?: JwtVerifier;
 }
 
-/**
- * `GET /stats`: what the service is doing right now, as JSON. It names the topics streams listen
- * to, so with `SUBSCRIBER_JWT_KEY` set only a token whose `mercure.subscribe` holds `*` may read it.
- */
-export async function statsRoutes(app: FastifyInstance, options: StatsRoutesOptions): Promise<void> {
-  const { hub, streams, ticks, subscriber } = options;
+/** What `GET /stats` answers. */
+export interface Stats {
+  connections: number;
+  timers: number;
+  topics: Record<string, number>;
+  published: number;
+  delivered: number;
+  replays: number;
+  resets: number;
+  closedTooSlow: number;
+  bufferedBytes: number;
+  uptimeS: number;
+}
+
+/** Returns a reader of the `/stats` figures as they are now (it walks every open stream: not for hot paths). */
+export function createStatsReader({ hub, streams, ticks }: StatsRoutesOptions): () => Stats {
   const startedAt = Date.now();
-
-  const onRequest = async (request: FastifyRequest<{ Querystring: { authorization?: string | string[] } }>) => {
-    const token = subscriberToken(request);
-    if (token === undefined) throw new TokenMissingError("GET /stats (SUBSCRIBER_JWT_KEY is set)");
-    if (!(await subscriber?.verify(token))?.grant.all) throw new TopicForbiddenError("mercure.subscribe", '"*"');
-  };
-
-  app.get("/stats", subscriber ? { onRequest } : {}, async () => ({
+  return () => ({
     connections: streams.size,
     timers: ticks.timers,
     topics: hub.topicCounts(),
@@ -37,5 +40,28 @@ export async function statsRoutes(app: FastifyInstance, options: StatsRoutesOpti
     closedTooSlow: streams.closedTooSlow,
     bufferedBytes: streams.bufferedBytes(),
     uptimeS: Math.floor((Date.now() - startedAt) / 1000),
-  }));
+  });
+}
+
+/**
+ * Route options for a route that names the topics streams listen to (`/stats` and its siblings):
+ * with `SUBSCRIBER_JWT_KEY` set, only a subscriber token whose `mercure.subscribe` holds `*` may read it.
+ */
+export function statsAccess(subscriber: JwtVerifier | undefined, route: string): RouteShorthandOptions {
+  if (subscriber === undefined) return {};
+  const onRequest = async (request: FastifyRequest) => {
+    const token = subscriberToken(request as FastifyRequest<{ Querystring: { authorization?: string } }>);
+    if (token === undefined) throw new TokenMissingError(`${route} (SUBSCRIBER_JWT_KEY is set)`);
+    if (!(await subscriber.verify(token)).grant.all) throw new TopicForbiddenError("mercure.subscribe", '"*"');
+  };
+  return { onRequest };
+}
+
+/**
+ * `GET /stats`: what the service is doing right now, as JSON. It names the topics streams listen
+ * to, so with `SUBSCRIBER_JWT_KEY` set only a token whose `mercure.subscribe` holds `*` may read it.
+ */
+export async function statsRoutes(app: FastifyInstance, options: StatsRoutesOptions): Promise<void> {
+  const read = createStatsReader(options);
+  app.get("/stats", statsAccess(options.subscriber, "GET /stats"), async () => read());
 }

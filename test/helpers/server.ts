@@ -3,6 +3,7 @@ import pino from "pino";
 import { request } from "undici";
 import { type BuildAppOptions, buildApp } from "../../src/app.js";
 import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
+import type { Stats } from "../../src/routes/stats.js";
 
 export interface TestServer {
   app: FastifyInstance;
@@ -15,18 +16,7 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export interface Stats {
-  connections: number;
-  timers: number;
-  topics: Record<string, number>;
-  published: number;
-  delivered: number;
-  replays: number;
-  resets: number;
-  closedTooSlow: number;
-  bufferedBytes: number;
-  uptimeS: number;
-}
+export type { Stats } from "../../src/routes/stats.js";
 
 /** A logger that drops everything, for parts built outside an app. */
 export const silentLogger = pino({ level: "silent" });
