@@ -155,7 +155,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
   });
   await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
   await app.register(statsRoutes, { hub, streams, ticks, subscriber });
-  await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, retryMs: config.retryMs });
+  await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, expiry, retryMs: config.retryMs });
   await app.register(metricsRoutes, { hub, streams, ticks, subscriber });
   await app.register(healthRoutes, { broker });
   // Helmet builds its headers on each request: scoped to the dashboard, it costs publishes and streams nothing.

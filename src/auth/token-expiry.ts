@@ -26,8 +26,10 @@ export class TokenExpiry {
     return n;
   }
 
-  /** Ends `stream` once the second `expiresAt` (a JWT `exp`) has come. */
-  track(stream: ExpiringStream, expiresAt: number): void {
+  /** Ends `stream` once the second `exp` (a JWT `exp`) has come. */
+  track(stream: ExpiringStream, exp: number): void {
+    // jose accepts a fractional exp; the buckets are whole seconds, and rounding down never ends a token late.
+    const expiresAt = Math.floor(exp);
     if (this.#timer === undefined) {
       this.#next = nowS();
       this.#timer = setInterval(() => this.#sweep(), SWEEP_MS);

@@ -259,8 +259,14 @@ export class RedisBroker implements Broker {
     const [stream, ids] = this.#keys;
     const sid = (await this.#commands.hget(ids, id)) ?? (STREAM_ID.test(id) ? id : undefined);
     if (sid === undefined) return undefined;
-    const found = (await this.#commands.xrange(stream, sid, sid)) as Entry[];
-    return found.length > 0 ? sid : undefined;
+    try {
+      const found = (await this.#commands.xrange(stream, sid, sid)) as Entry[];
+      return found.length > 0 ? sid : undefined;
+    } catch (err) {
+      // A client's id of the right shape but out of range (digits beyond 64 bits): not in history.
+      if ((err as Error).message.includes("Invalid stream ID")) return undefined;
+      throw err;
+    }
   }
 
   async #streamEnd(client: Redis): Promise<string> {

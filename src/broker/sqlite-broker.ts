@@ -102,11 +102,16 @@ export class SqliteBroker implements Broker {
       db.prepare("INSERT INTO meta (key, value) VALUES ('run', ?)").run(run);
     }
     this.#run = run;
-    this.#seq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
+    // The high-water mark outlives the events: once trimming has emptied history, ids must still never repeat.
+    const maxSeq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
+    this.#seq = Math.max(maxSeq, Number(getMeta.get("seq")?.value ?? 0));
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       insert: db.prepare(
         "INSERT INTO events (seq, id, topic, event, data, retry, private, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @time)",
+      ),
+      saveSeq: db.prepare(
+        "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
       trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
       trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
@@ -204,6 +209,7 @@ export class SqliteBroker implements Broker {
     try {
       this.#db.transaction(() => {
         for (const { input } of batch) outcomes.push(this.#insert(input));
+        this.#statements.saveSeq.run(String(this.#seq));
         this.#statements.trimBySize.run(this.#seq - this.#historySize);
         this.#trimByAge();
       })();

@@ -1,12 +1,15 @@
 import type { FastifyInstance } from "fastify";
+import type { TokenExpiry } from "../auth/token-expiry.js";
 import { encodeEvent } from "../sse/encode.js";
 import type { SseStream } from "../sse/sse-stream.js";
-import { createStatsReader, type Stats, type StatsRoutesOptions, statsAccess } from "./stats.js";
+import { createStatsReader, type Stats, type StatsRoutesOptions, statsAccess, statsTokenExpiry } from "./stats.js";
 
 /** Options for the stats stream route. */
 export interface StatsStreamRoutesOptions extends StatsRoutesOptions {
   /** The reconnection delay every stream announces (`RETRY_MS`), passed on so a page can count it down. */
   retryMs: number;
+  /** Ends a watcher's stream when the token that let it in expires. */
+  expiry: TokenExpiry;
 }
 
 /** One `stats` event per watcher this often. */
@@ -51,8 +54,10 @@ export async function statsStreamRoutes(app: FastifyInstance, options: StatsStre
   };
 
   const route = { ...statsAccess(options.subscriber, "GET /stats/stream"), exposeHeadRoute: false };
-  app.get("/stats/stream", route, async (_request, reply) => {
+  app.get("/stats/stream", route, async (request, reply) => {
     const stream = options.streams.open(reply);
+    const expiresAt = statsTokenExpiry.get(request);
+    if (expiresAt !== undefined) options.expiry.track(stream, expiresAt);
     if (timer === undefined) {
       last = read();
       rates = { publishedPerS: 0, deliveredPerS: 0 };

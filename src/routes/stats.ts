@@ -43,6 +43,9 @@ export function createStatsReader({ hub, streams, ticks }: StatsRoutesOptions): 
   });
 }
 
+/** The `exp` of the token that let a request through `statsAccess`, for streams that must end with it. */
+export const statsTokenExpiry = new WeakMap<FastifyRequest, number | undefined>();
+
 /**
  * Route options for a route that names the topics streams listen to (`/stats` and its siblings):
  * with `SUBSCRIBER_JWT_KEY` set, only a subscriber token whose `mercure.subscribe` holds `*` may read it.
@@ -52,7 +55,9 @@ export function statsAccess(subscriber: JwtVerifier | undefined, route: string):
   const onRequest = async (request: FastifyRequest) => {
     const token = subscriberToken(request as FastifyRequest<{ Querystring: { authorization?: string } }>);
     if (token === undefined) throw new TokenMissingError(`${route} (SUBSCRIBER_JWT_KEY is set)`);
-    if (!(await subscriber.verify(token)).grant.all) throw new TopicForbiddenError("mercure.subscribe", '"*"');
+    const claims = await subscriber.verify(token);
+    if (!claims.grant.all) throw new TopicForbiddenError("mercure.subscribe", '"*"');
+    statsTokenExpiry.set(request, claims.expiresAt);
   };
   return { onRequest };
 }

@@ -1,6 +1,9 @@
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 
+/** How long a stream ended by the server waits for its client to take the end before the socket is cut. */
+const END_GRACE_MS = 5_000;
+
 /** The part of `StreamRegistry` a stream talks to. */
 export interface StreamOwner {
   /** Heartbeat periods so far; a stream records it on every write. */
@@ -111,13 +114,26 @@ export class SseStream {
     else this.#closeHandlers.push(handler);
   }
 
-  /** Sends what is queued and ends the response cleanly, so the client reconnects. */
+  /**
+   * Sends what is queued and ends the response cleanly, so the client reconnects. The stream is
+   * released at once (later sends are ignored); a client that never takes the end is cut off
+   * after `END_GRACE_MS`.
+   */
   end(): void {
     if (this.#closed) return;
     this.flush();
+    this.#onClosed();
     const socket = this.#socket;
+    const cutOff = setTimeout(() => socket.destroy(), END_GRACE_MS);
+    cutOff.unref();
+    socket.once("close", () => clearTimeout(cutOff));
     // Ending the socket too: the client must reconnect, not keep a kept-alive socket to a closing server.
     this.#res.end(() => socket.end());
+  }
+
+  /** Releases a stream whose client left before it was set up (while its request was still being checked). */
+  releaseIfGone(): void {
+    if (this.#socket.destroyed || this.#res.destroyed) this.#onClosed();
   }
 
   #onClosed(): void {

@@ -91,6 +91,8 @@ export class StreamRegistry implements StreamOwner {
       this.#heartbeat = setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#options.heartbeatMs / 2)));
       this.#heartbeat.unref();
     }
+    // The client may have gone while an await before `open` (a token check) ran: its close events are past.
+    stream.releaseIfGone();
     return stream;
   }
 

@@ -67,6 +67,8 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       for (let i = 0; i < 5; i++) ids.push((await broker.publish({ topic: "a", data: `${i}` })).event.id);
       expect(await broker.history("*", ids[0] as string, 10)).toMatchObject({ found: false, events: [] });
       expect(await broker.history("*", "never-issued", 10)).toMatchObject({ found: false, head: { id: ids[4] } });
+      // Shaped like a Redis stream id, but beyond its 64-bit range.
+      expect(await broker.history("*", "99999999999999999999999-0", 10)).toMatchObject({ found: false });
       expect((await broker.history("*", ids[2] as string, 10)).events.map((e) => e.id)).toEqual([ids[3], ids[4]]);
     });
 
