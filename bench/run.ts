@@ -26,7 +26,10 @@ const SERVERS: ServerSpec[] = [
     name: "herald",
     label: "Herald",
     script: root("dist/main.js"),
-    env: { LOG_LEVEL: "warn" },
+    // The load comes from five loopback addresses: the per-client limits meant for the open internet
+    // (100 streams per address, 6,000 publishes a minute) would refuse most of it. 19,000 streams
+    // need more than the default MAX_CONNECTIONS too.
+    env: { LOG_LEVEL: "warn", MAX_CONNECTIONS: "0", MAX_CONNECTIONS_PER_IP: "0", PUBLISH_RATE_LIMIT: "0" },
     // The peers keep no history. Herald's would hold 50 MB of these events by design (HISTORY_SIZE
     // counts events), which would hide what the stalled clients cost.
     envFor: { slow: { HISTORY_SIZE: "100" } },

@@ -1,4 +1,5 @@
 import { isIP } from "node:net";
+import { parseJwtKey } from "./auth/jwt-verifier.js";
 
 /** Every Herald setting, typed. `loadConfig` is the only place that reads environment variables. */
 export interface Config {
@@ -21,6 +22,19 @@ export interface Config {
   redisUrl: string;
   /** Prefix of every Redis key, so several Herald clusters (or test runs) can share one Redis. */
   redisPrefix: string;
+  /** Verifies publishers' tokens; unset, anyone may publish. */
+  publisherJwtKey: string | undefined;
+  /** Verifies subscribers' tokens; unset, nobody may publish private events. */
+  subscriberJwtKey: string | undefined;
+  /** Open streams, all clients together; 0 for no limit. */
+  maxConnections: number;
+  /** Open streams from one client address; 0 for no limit. */
+  maxConnectionsPerIp: number;
+  /** Publishes per minute from one client (token subject, else address); 0 for no limit. */
+  publishRateLimit: number;
+  maxTopicsPerStream: number;
+  /** Fastify's `trustProxy`: whose `X-Forwarded-For` gives the client address. */
+  trustProxy: boolean | number | string;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -47,6 +61,13 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   databasePath: "./data/herald.db",
   redisUrl: "redis://127.0.0.1:6379",
   redisPrefix: "herald",
+  publisherJwtKey: undefined,
+  subscriberJwtKey: undefined,
+  maxConnections: 10_000,
+  maxConnectionsPerIp: 100,
+  publishRateLimit: 6_000,
+  maxTopicsPerStream: 100,
+  trustProxy: false,
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -123,6 +144,36 @@ function host(env: Env): string {
   return raw;
 }
 
+function jwtKey(env: Env, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return undefined;
+  try {
+    parseJwtKey(raw);
+  } catch (err) {
+    throw new ConfigError(
+      `${name} is invalid: ${(err as Error).message}. Use an HS256 secret of 32 bytes or more, or a PEM public key`,
+    );
+  }
+  return raw;
+}
+
+function trustProxy(env: Env): Config["trustProxy"] {
+  const raw = env.TRUST_PROXY?.trim();
+  if (raw === undefined || raw === "" || raw === "false") return false;
+  if (raw === "true") return true;
+  if (/^\d{1,2}$/.test(raw)) return Number(raw);
+  const valid = raw.split(",").every((entry) => {
+    const [address, bits, ...rest] = entry.trim().split("/");
+    return rest.length === 0 && isIP(address ?? "") !== 0 && (bits === undefined || /^\d{1,3}$/.test(bits));
+  });
+  if (!valid) {
+    throw new ConfigError(
+      `TRUST_PROXY=${JSON.stringify(raw)} is invalid: use false, true, a number of proxy hops, or a comma-separated list of proxy addresses or CIDRs`,
+    );
+  }
+  return raw;
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
@@ -148,5 +199,12 @@ export function loadConfig(env: Env): Config {
     databasePath: env.DATABASE_PATH?.trim() || d.databasePath,
     redisUrl: redisUrl(env),
     redisPrefix: redisPrefix(env),
+    publisherJwtKey: jwtKey(env, "PUBLISHER_JWT_KEY"),
+    subscriberJwtKey: jwtKey(env, "SUBSCRIBER_JWT_KEY"),
+    maxConnections: integer(env, "MAX_CONNECTIONS", d.maxConnections, 0, 10_000_000),
+    maxConnectionsPerIp: integer(env, "MAX_CONNECTIONS_PER_IP", d.maxConnectionsPerIp, 0, 10_000_000),
+    publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
+    maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
+    trustProxy: trustProxy(env),
   };
 }

@@ -32,9 +32,45 @@ export const InvalidQueryError = createError<"HERALD_INVALID_QUERY", 400, Args<[
   400,
 );
 
+export const PrivateUnavailableError = createError<"HERALD_PRIVATE_UNAVAILABLE", 400, Args<[]>>(
+  "HERALD_PRIVATE_UNAVAILABLE",
+  'This event is "private", but SUBSCRIBER_JWT_KEY is not set, so no subscriber could ever receive it: set SUBSCRIBER_JWT_KEY, or publish without "private"',
+  400,
+);
+
+export const TooManyTopicsError = createError<"HERALD_TOO_MANY_TOPICS", 400, Args<[number, number]>>(
+  "HERALD_TOO_MANY_TOPICS",
+  "A stream may have at most %d topics (MAX_TOPICS_PER_STREAM), this one asked for %d: split them over several streams, or use *",
+  400,
+);
+
+export const TokenMissingError = createError<"HERALD_TOKEN_MISSING", 401, Args<[string]>>(
+  "HERALD_TOKEN_MISSING",
+  "%s needs a token: send Authorization: Bearer <JWT>",
+  401,
+);
+
+export const TokenInvalidError = createError<"HERALD_TOKEN_INVALID", 401, Args<[string]>>(
+  "HERALD_TOKEN_INVALID",
+  "The token is refused: %s",
+  401,
+);
+
+export const TokenExpiredError = createError<"HERALD_TOKEN_EXPIRED", 401, Args<[string]>>(
+  "HERALD_TOKEN_EXPIRED",
+  "The token expired at %s: get a new one",
+  401,
+);
+
+export const TopicForbiddenError = createError<"HERALD_TOPIC_FORBIDDEN", 403, Args<[string, string]>>(
+  "HERALD_TOPIC_FORBIDDEN",
+  "The token is valid, but its %s claim does not cover the topic %s: use a token that lists it, a pattern that matches it, or *",
+  403,
+);
+
 export const NotFoundError = createError<"HERALD_NOT_FOUND", 404, Args<[string, string]>>(
   "HERALD_NOT_FOUND",
-  "No route %s %s. Herald serves GET /events, POST /events, GET /ticks, GET /stats, GET /health and the page at GET /",
+  "No route %s %s. Herald serves GET /events, POST /events, GET /ticks, GET /stats, GET /stats/stream, GET /metrics, GET /health and the page at GET /",
   404,
 );
 
@@ -62,15 +98,42 @@ export const BrokerUnavailableError = createError<"HERALD_BROKER_UNAVAILABLE", 5
   503,
 );
 
+export const RateLimitedError = createError<"HERALD_RATE_LIMITED", 429, Args<[number, string]>>(
+  "HERALD_RATE_LIMITED",
+  "More than %d publishes in a minute from this client (PUBLISH_RATE_LIMIT): retry in %s",
+  429,
+);
+
+export const IpConnectionLimitError = createError<"HERALD_IP_CONNECTION_LIMIT", 429, Args<[number, number]>>(
+  "HERALD_IP_CONNECTION_LIMIT",
+  "This address already has %d open streams (MAX_CONNECTIONS_PER_IP): close one, or retry in %d s",
+  429,
+);
+
+export const ConnectionLimitError = createError<"HERALD_CONNECTION_LIMIT", 503, Args<[number, number]>>(
+  "HERALD_CONNECTION_LIMIT",
+  "Herald is serving its maximum of %d open streams (MAX_CONNECTIONS): retry in %d s",
+  503,
+);
+
 /** Every registered error constructor, for the test that checks the README table. */
 export const ERRORS = [
   InvalidJsonError,
   InvalidEventError,
   InvalidTopicError,
   InvalidQueryError,
+  PrivateUnavailableError,
+  TooManyTopicsError,
+  TokenMissingError,
+  TokenInvalidError,
+  TokenExpiredError,
+  TopicForbiddenError,
   NotFoundError,
   IdConflictError,
   BodyTooLargeError,
   UnsupportedMediaTypeError,
+  RateLimitedError,
+  IpConnectionLimitError,
+  ConnectionLimitError,
   BrokerUnavailableError,
 ] as const;

@@ -6,6 +6,8 @@ export interface EventInput {
   /** A publisher-chosen id; when absent the broker assigns one. */
   readonly id?: string;
   readonly retry?: number;
+  /** Only for subscribers whose token covers the topic; part of the content an idempotent re-publish compares. */
+  readonly private?: boolean;
 }
 
 /** An event as the broker keeps it: it always has an id, and the time it was accepted (ms since epoch). */

@@ -9,6 +9,7 @@ import type {
   StoredEvent,
   TopicSelection,
 } from "./broker.js";
+import { Listeners } from "./listeners.js";
 
 /** Options for `MemoryBroker`. */
 export interface MemoryBrokerOptions {
@@ -25,7 +26,9 @@ export function seqPos(seq: number): string {
 
 /** True when two events carry the same content: what makes a re-publish with the same id harmless. */
 export function sameContent(a: EventInput, b: EventInput): boolean {
-  return a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry;
+  return (
+    a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry && !a.private === !b.private
+  );
 }
 
 /**
@@ -39,7 +42,7 @@ export class MemoryBroker implements Broker {
   readonly #ring: (StoredEvent | undefined)[];
   /** Sequence number of every id still in history. */
   readonly #seqById = new Map<string, number>();
-  readonly #listeners = new Set<(event: StoredEvent) => void>();
+  readonly #listeners = new Listeners();
   readonly #run = randomBytes(4).readUInt32BE().toString(36);
   /** Sequence number of the newest event; 0 before the first. */
   #seq = 0;
@@ -73,16 +76,12 @@ export class MemoryBroker implements Broker {
     const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
     this.#ring[seq % this.#size] = event;
     this.#seqById.set(id, seq);
-    for (const listener of this.#listeners) listener(event);
+    this.#listeners.emit(event);
     return { event, duplicate: false };
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
-    const listener = (event: StoredEvent) => onEvent(event);
-    this.#listeners.add(listener);
-    return async () => {
-      this.#listeners.delete(listener);
-    };
+    return this.#listeners.add(onEvent);
   }
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {

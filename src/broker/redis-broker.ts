@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import { Redis } from "ioredis";
-import { BrokerUnavailableError, IdConflictError } from "../errors.js";
+import { BrokerUnavailableError, IdConflictError, InvalidEventError } from "../errors.js";
 import type {
   Broker,
   BrokerStatus,
@@ -10,6 +10,7 @@ import type {
   StoredEvent,
   TopicSelection,
 } from "./broker.js";
+import { Listeners } from "./listeners.js";
 import { sameContent } from "./memory-broker.js";
 
 /** Options for `RedisBroker`. */
@@ -40,7 +41,7 @@ const STREAM_ID = /^\d+-\d+$/;
 const PUBLISH_SCRIPT = `
 local stream, pids, pidtimes = KEYS[1], KEYS[2], KEYS[3]
 local pid, topic, event, data, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local maxlen, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+local maxlen, ttl, private = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
@@ -56,6 +57,7 @@ local fields = {'t', topic, 'd', data}
 if event ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = event end
 if retry ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = retry end
 if pid ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = pid end
+if private == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
 local sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
 if pid ~= '' then
   redis.call('HSET', pids, pid, sid)
@@ -105,11 +107,12 @@ function toStored(sid: string, fields: Fields): StoredEvent {
     pos: sidPos(sid),
     ...(f.e !== undefined && { event: f.e }),
     ...(f.r !== undefined && { retry: Number(f.r) }),
+    ...(f.x === "1" && { private: true }),
   };
 }
 
 function unavailable(err: unknown): Error {
-  if (err instanceof IdConflictError) return err;
+  if (err instanceof IdConflictError || err instanceof InvalidEventError) return err;
   return new BrokerUnavailableError(`Redis: ${(err as Error).message}`, { cause: err });
 }
 
@@ -128,7 +131,7 @@ export class RedisBroker implements Broker {
   readonly #historySize: number;
   readonly #ttlMs: number;
   readonly #log: FastifyBaseLogger;
-  readonly #listeners = new Set<(event: StoredEvent) => void>();
+  readonly #listeners = new Listeners();
   /** The last stream id the reader delivered; undefined until it has read the stream's end once. */
   #lastId: string | undefined;
   #reading: Promise<void> | undefined;
@@ -166,6 +169,12 @@ export class RedisBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
+    if (input.id !== undefined && STREAM_ID.test(input.id)) {
+      // Redis may assign this very id to a later event: it cannot belong to a publisher.
+      throw new InvalidEventError(
+        "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
+      );
+    }
     let reply: [string, string, Fields?];
     try {
       reply = await this.#commands.heraldPublish(
@@ -177,6 +186,7 @@ export class RedisBroker implements Broker {
         input.retry === undefined ? "" : String(input.retry),
         this.#historySize,
         this.#ttlMs,
+        input.private ? "1" : "",
       );
     } catch (err) {
       throw unavailable(err);
@@ -194,16 +204,13 @@ export class RedisBroker implements Broker {
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
-    const listener = (event: StoredEvent) => onEvent(event);
-    this.#listeners.add(listener);
+    const unsubscribe = this.#listeners.add(onEvent);
     if (this.#reading === undefined) {
       // Know where the stream ends now, so that every later event reaches the listener.
       this.#lastId = await this.#streamEnd(this.#commands).catch(() => undefined);
       this.#reading = this.#readLoop();
     }
-    return async () => {
-      this.#listeners.delete(listener);
-    };
+    return unsubscribe;
   }
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
@@ -252,8 +259,14 @@ export class RedisBroker implements Broker {
     const [stream, ids] = this.#keys;
     const sid = (await this.#commands.hget(ids, id)) ?? (STREAM_ID.test(id) ? id : undefined);
     if (sid === undefined) return undefined;
-    const found = (await this.#commands.xrange(stream, sid, sid)) as Entry[];
-    return found.length > 0 ? sid : undefined;
+    try {
+      const found = (await this.#commands.xrange(stream, sid, sid)) as Entry[];
+      return found.length > 0 ? sid : undefined;
+    } catch (err) {
+      // A client's id of the right shape but out of range (digits beyond 64 bits): not in history.
+      if ((err as Error).message.includes("Invalid stream ID")) return undefined;
+      throw err;
+    }
   }
 
   async #streamEnd(client: Redis): Promise<string> {
@@ -281,7 +294,7 @@ export class RedisBroker implements Broker {
           for (const [sid, fields] of entries) {
             this.#lastId = sid;
             const event = toStored(sid, fields);
-            for (const listener of this.#listeners) listener(event);
+            this.#listeners.emit(event);
           }
         }
       } catch (err) {

@@ -12,6 +12,7 @@ import type {
   StoredEvent,
   TopicSelection,
 } from "./broker.js";
+import { Listeners } from "./listeners.js";
 import { sameContent, seqPos } from "./memory-broker.js";
 
 /** Options for `SqliteBroker`. */
@@ -30,6 +31,7 @@ interface EventRow {
   event: string | null;
   data: string;
   retry: number | null;
+  private: number | null;
   time: number;
 }
 
@@ -48,6 +50,7 @@ const SCHEMA = `
     event TEXT,
     data TEXT NOT NULL,
     retry INTEGER,
+    private INTEGER,
     time INTEGER NOT NULL
   );
   CREATE INDEX IF NOT EXISTS events_time ON events (time);
@@ -62,6 +65,7 @@ function toStored(row: EventRow): StoredEvent {
     pos: seqPos(row.seq),
     ...(row.event !== null && { event: row.event }),
     ...(row.retry !== null && { retry: row.retry }),
+    ...(row.private === 1 && { private: true }),
   };
 }
 
@@ -76,7 +80,7 @@ export class SqliteBroker implements Broker {
   readonly #historySize: number;
   readonly #ttlMs: number;
   readonly #run: string;
-  readonly #listeners = new Set<(event: StoredEvent) => void>();
+  readonly #listeners = new Listeners();
   readonly #statements;
   readonly #historyByTopicCount = new Map<number, Database.Statement<unknown[], EventRow>>();
   #seq: number;
@@ -88,6 +92,9 @@ export class SqliteBroker implements Broker {
     this.#historySize = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     db.exec(SCHEMA);
+    // Files created before private events existed lack the column.
+    const columns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('events')").all();
+    if (!columns.some((c) => c.name === "private")) db.exec("ALTER TABLE events ADD COLUMN private INTEGER");
     const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
     let run = getMeta.get("run")?.value;
     if (run === undefined) {
@@ -95,11 +102,16 @@ export class SqliteBroker implements Broker {
       db.prepare("INSERT INTO meta (key, value) VALUES ('run', ?)").run(run);
     }
     this.#run = run;
-    this.#seq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
+    // The high-water mark outlives the events: once trimming has emptied history, ids must still never repeat.
+    const maxSeq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
+    this.#seq = Math.max(maxSeq, Number(getMeta.get("seq")?.value ?? 0));
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO events (seq, id, topic, event, data, retry, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @time)",
+        "INSERT INTO events (seq, id, topic, event, data, retry, private, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @time)",
+      ),
+      saveSeq: db.prepare(
+        "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
       trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
       trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
@@ -145,11 +157,7 @@ export class SqliteBroker implements Broker {
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
-    const listener = (event: StoredEvent) => onEvent(event);
-    this.#listeners.add(listener);
-    return async () => {
-      this.#listeners.delete(listener);
-    };
+    return this.#listeners.add(onEvent);
   }
 
   async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
@@ -201,6 +209,7 @@ export class SqliteBroker implements Broker {
     try {
       this.#db.transaction(() => {
         for (const { input } of batch) outcomes.push(this.#insert(input));
+        this.#statements.saveSeq.run(String(this.#seq));
         this.#statements.trimBySize.run(this.#seq - this.#historySize);
         this.#trimByAge();
       })();
@@ -216,7 +225,7 @@ export class SqliteBroker implements Broker {
         reject(outcome);
         continue;
       }
-      if (!outcome.duplicate) for (const listener of this.#listeners) listener(outcome.event);
+      if (!outcome.duplicate) this.#listeners.emit(outcome.event);
       resolve(outcome);
     }
   }
@@ -245,6 +254,7 @@ export class SqliteBroker implements Broker {
       event: input.event ?? null,
       data: input.data,
       retry: input.retry ?? null,
+      private: input.private ? 1 : null,
       time: event.time,
     });
     return { event, duplicate: false };

@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from "fastify";
+import type { TopicGrant } from "../auth/topic-grant.js";
 import type { Broker, EventInput, PublishResult, StoredEvent, TopicSelection } from "../broker/broker.js";
 import { encodeEvent } from "../sse/encode.js";
+import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
 import { ALL_TOPICS } from "./topic.js";
 
@@ -25,6 +27,23 @@ export interface HubCounters {
   resets: number;
 }
 
+/** Whether a subscription may receive the private events of a topic. */
+type PrivateAccess = (topic: string) => boolean;
+const NO_PRIVATE: PrivateAccess = () => false;
+const EVERY_PRIVATE: PrivateAccess = () => true;
+
+/**
+ * Decided once per subscription, so a private event costs each subscriber a set lookup, or for a
+ * `*` stream with a partial grant one `covers` call. Public events never ask.
+ */
+function privateAccess(topics: TopicSelection, grant: TopicGrant | undefined): PrivateAccess {
+  if (grant === undefined) return NO_PRIVATE;
+  if (grant.all) return EVERY_PRIVATE;
+  if (topics === ALL_TOPICS) return (topic) => grant.covers(topic);
+  const allowed = new Set(topics.filter((topic) => grant.covers(topic)));
+  return allowed.size === 0 ? NO_PRIVATE : (topic) => allowed.has(topic);
+}
+
 /**
  * A local stream's interest in some topics. While it replays, live events wait in `pending`;
  * after that, live events at or before `seenUpTo` (the last position the replay covered) are
@@ -37,6 +56,9 @@ class Subscription {
   constructor(
     readonly stream: SseStream,
     readonly maxPendingBytes: number,
+    readonly mayReceivePrivate: PrivateAccess,
+    /** Wants each event in an envelope (`encodeEnvelope`) rather than plain. */
+    readonly envelope: boolean,
   ) {}
 
   deliver(event: StoredEvent, bytes: Buffer): void {
@@ -64,9 +86,26 @@ class Subscription {
   }
 }
 
+/** One event's bytes in each wire format, each encoded at most once, when a subscriber first needs it. */
+class EventBytes {
+  #plain: Buffer | undefined;
+  #enveloped: Buffer | undefined;
+  constructor(readonly event: StoredEvent) {}
+
+  for(sub: Subscription): Buffer {
+    if (sub.envelope) {
+      this.#enveloped ??= encodeEnvelope(this.event, false);
+      return this.#enveloped;
+    }
+    this.#plain ??= encodeEvent(this.event);
+    return this.#plain;
+  }
+}
+
 /**
  * Topic → local subscribers of this process. Receives every event from the broker once, encodes
- * it once, and writes the same bytes to each subscriber of its topic and of `*`.
+ * it once (once per wire format in use), and writes the same bytes to each subscriber of its
+ * topic and of `*`.
  */
 export class Hub {
   readonly #broker: Broker;
@@ -116,10 +155,18 @@ export class Hub {
    * event after it (or a `reset` event when that id has left history), then the live feed: no gap
    * and no duplicate, because the subscription exists before history is read and live events at
    * or before the replay's last position are dropped. The replay goes out in batches, each after
-   * the socket has drained, so a client that does not read holds at most one batch.
+   * the socket has drained, so a client that does not read holds at most one batch. Private events,
+   * live or replayed, reach the stream only on the topics `grant` (its token's `mercure.subscribe`) covers.
+   * With `envelope`, events go out as `encodeEnvelope` makes them (the `reset` event stays as it is).
    */
-  async subscribe(stream: SseStream, topics: TopicSelection, lastEventId?: string): Promise<void> {
-    const sub = new Subscription(stream, this.#maxPendingBytes);
+  async subscribe(
+    stream: SseStream,
+    topics: TopicSelection,
+    lastEventId?: string,
+    grant?: TopicGrant,
+    envelope = false,
+  ): Promise<void> {
+    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(topics, grant), envelope);
     if (lastEventId !== undefined) sub.pending = [];
     this.#attach(sub, topics);
     stream.onClose(() => this.#detach(sub, topics));
@@ -144,7 +191,8 @@ export class Hub {
     this.counters.replays++;
     let batchBytes = 0;
     for (const event of history.events) {
-      const bytes = encodeEvent(event);
+      if (event.private && !sub.mayReceivePrivate(event.topic)) continue;
+      const bytes = envelope ? encodeEnvelope(event, true) : encodeEvent(event);
       stream.send(bytes);
       this.counters.delivered++;
       batchBytes += bytes.length;
@@ -161,10 +209,24 @@ export class Hub {
     const subs = this.#byTopic.get(event.topic);
     const n = (subs?.size ?? 0) + this.#everyTopic.size;
     if (n === 0) return;
-    const bytes = encodeEvent(event);
-    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes);
-    for (const sub of this.#everyTopic) sub.deliver(event, bytes);
+    const bytes = new EventBytes(event);
+    if (event.private) {
+      this.#dispatchPrivate(event, bytes, subs);
+      return;
+    }
+    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes.for(sub));
+    for (const sub of this.#everyTopic) sub.deliver(event, bytes.for(sub));
     this.counters.delivered += n;
+  }
+
+  #dispatchPrivate(event: StoredEvent, bytes: EventBytes, subs: Set<Subscription> | undefined): void {
+    for (const group of [subs ?? [], this.#everyTopic]) {
+      for (const sub of group) {
+        if (!sub.mayReceivePrivate(event.topic)) continue;
+        sub.deliver(event, bytes.for(sub));
+        this.counters.delivered++;
+      }
+    }
   }
 
   #attach(sub: Subscription, topics: TopicSelection): void {

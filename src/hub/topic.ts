@@ -1,5 +1,5 @@
 import type { TopicSelection } from "../broker/broker.js";
-import { InvalidTopicError } from "../errors.js";
+import { InvalidTopicError, TooManyTopicsError } from "../errors.js";
 
 /** A topic name: 1–256 characters, safe in a URL path or query without escaping (`orders/42`, `user:7`). */
 export const TOPIC_PATTERN = "^[A-Za-z0-9_.:/@~-]{1,256}$";
@@ -17,9 +17,10 @@ export function isValidTopic(topic: string): boolean {
 
 /**
  * Turns the `topic` query parameter(s) of a stream into a selection: none means `default`,
- * `*` anywhere means every topic, duplicates collapse. Throws `InvalidTopicError` for a bad name.
+ * `*` anywhere means every topic, duplicates collapse. Throws `InvalidTopicError` for a bad name,
+ * `TooManyTopicsError` for more than `maxTopics` distinct topics.
  */
-export function parseTopicSelection(raw: string | string[] | undefined): TopicSelection {
+export function parseTopicSelection(raw: string | string[] | undefined, maxTopics = Infinity): TopicSelection {
   const names = raw === undefined ? [DEFAULT_TOPIC] : Array.isArray(raw) ? raw : [raw];
   if (names.length === 0) return [DEFAULT_TOPIC];
   const topics = new Set<string>();
@@ -28,5 +29,6 @@ export function parseTopicSelection(raw: string | string[] | undefined): TopicSe
     if (!isValidTopic(name)) throw new InvalidTopicError(JSON.stringify(name.slice(0, 300)));
     topics.add(name);
   }
+  if (topics.size > maxTopics) throw new TooManyTopicsError(maxTopics, topics.size);
   return [...topics];
 }

@@ -1,6 +1,18 @@
-import type { FastifyInstance, FastifySchemaValidationError } from "fastify";
+import { normalizeIP } from "@fastify/rate-limit";
+import type { FastifyInstance, FastifyRequest, FastifySchemaValidationError } from "fastify";
+import type { JwtVerifier, TokenClaims } from "../auth/jwt-verifier.js";
+import { bearerToken, subscriberToken } from "../auth/request-token.js";
+import type { TokenExpiry } from "../auth/token-expiry.js";
 import type { EventInput } from "../broker/broker.js";
-import { InvalidEventError, InvalidTopicError } from "../errors.js";
+import {
+  InvalidEventError,
+  InvalidQueryError,
+  InvalidTopicError,
+  PrivateUnavailableError,
+  RateLimitedError,
+  TokenMissingError,
+  TopicForbiddenError,
+} from "../errors.js";
 import type { Hub } from "../hub/hub.js";
 import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
@@ -10,12 +22,34 @@ import { resumeId } from "./resume-id.js";
 export interface EventsRoutesOptions {
   hub: Hub;
   streams: StreamRegistry;
+  /** Checks publishers' tokens; without it anyone may publish. */
+  publisher?: JwtVerifier;
+  /** Checks subscribers' tokens; without it private events are refused. */
+  subscriber?: JwtVerifier;
+  /** Ends streams whose token expires. */
+  expiry: TokenExpiry;
+  maxTopicsPerStream: number;
+  /** Publishes per minute per client; 0 for no limit. */
+  publishRateLimit: number;
 }
 
-/** No CR, LF or NUL: these would end an SSE field early (header injection on the wire). */
-const FIELD_PATTERN = "^[^\\r\\n\\u0000]{1,256}$";
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The verified publisher token of a `POST /events`, when `PUBLISHER_JWT_KEY` is set. */
+    publisher: TokenClaims | undefined;
+  }
+}
+
+/**
+ * No CR, LF or NUL: these would end an SSE field early (header injection on the wire). No lone
+ * UTF-16 surrogate either: it has no UTF-8 form, so clients would get U+FFFD, and a resume by that
+ * id would not find it. (Ajv compiles patterns with the `u` flag, so a surrogate pair still passes.)
+ */
+const FIELD_PATTERN = "^[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
+/** A lone surrogate, under the `u` flag; a well-formed pair is one code point and does not match. */
+const LONE_SURROGATE = /\p{Cs}/u;
 /** A publisher's id: a field value, but not `<digits>-<digits>`, the form of ids Herald assigns itself (Redis stream ids). */
-const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000]{1,256}$";
+const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
 
 interface PublishBody {
   topic?: string;
@@ -23,6 +57,7 @@ interface PublishBody {
   data: unknown;
   id?: string;
   retry?: number;
+  private?: boolean;
 }
 
 const publishSchema = {
@@ -35,15 +70,17 @@ const publishSchema = {
       event: { type: "string", pattern: FIELD_PATTERN },
       id: { type: "string", pattern: ID_PATTERN },
       retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
+      private: { type: "boolean" },
       data: {},
     },
   },
 } as const;
 
 const FIELD_RULES: Record<string, string> = {
-  event: "event must be 1 to 256 characters with no CR, LF or NUL",
-  id: "id must be 1 to 256 characters with no CR, LF or NUL, and not of the form <digits>-<digits>, which Herald keeps for the ids it assigns",
+  event: "event must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate)",
+  id: "id must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate), and not of the form <digits>-<digits>, which Herald keeps for the ids it assigns",
   retry: "retry must be a whole number of milliseconds from 0 to 2147483647",
+  private: "private must be true or false",
 };
 
 /** Turns the first schema violation into an error that says which field is wrong and what it takes. */
@@ -57,7 +94,7 @@ function bodyError(errors: FastifySchemaValidationError[]): Error {
   }
   if (first?.keyword === "additionalProperties") {
     return new InvalidEventError(
-      `Unknown field ${JSON.stringify(params?.additionalProperty)}: an event has topic, event, data, id and retry`,
+      `Unknown field ${JSON.stringify(params?.additionalProperty)}: an event has topic, event, data, id, retry and private`,
     );
   }
   const field = first?.instancePath.split("/")[1] ?? "";
@@ -69,7 +106,14 @@ function bodyError(errors: FastifySchemaValidationError[]): Error {
 
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
 function encodeData(data: unknown): string {
-  if (typeof data === "string") return data;
+  if (typeof data === "string") {
+    if (LONE_SURROGATE.test(data)) {
+      throw new InvalidEventError(
+        "data has a lone UTF-16 surrogate, which cannot be sent as UTF-8: send valid Unicode",
+      );
+    }
+    return data;
+  }
   try {
     return JSON.stringify(data);
   } catch (err) {
@@ -85,20 +129,49 @@ function toEventInput(body: PublishBody): EventInput {
     ...(body.event !== undefined && { event: body.event }),
     ...(body.id !== undefined && { id: body.id }),
     ...(body.retry !== undefined && { retry: body.retry }),
+    ...(body.private === true && { private: true }),
   };
 }
 
+/** Publishes are counted per token subject when there is one, else per client address. */
+function publisherKey(request: FastifyRequest): string {
+  const subject = request.publisher?.subject;
+  return subject !== undefined ? `sub:${subject}` : `ip:${normalizeIP(request.ip)}`;
+}
+
+/** `envelope=1` asks for every event in an envelope (see `encodeEnvelope`); absent, the plain format. */
+function wantsEnvelope(raw: string | string[] | undefined): boolean {
+  if (raw === undefined) return false;
+  if (raw === "1") return true;
+  throw new InvalidQueryError("envelope takes the value 1 (or leave it out for plain events)");
+}
+
 /** `GET /events` streams topics; `POST /events` publishes. */
-export async function eventsRoutes(app: FastifyInstance, { hub, streams }: EventsRoutesOptions): Promise<void> {
-  app.get<{ Querystring: { topic?: string | string[]; lastEventId?: string | string[] } }>(
+export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOptions): Promise<void> {
+  const { hub, streams, publisher, subscriber, expiry } = options;
+  app.decorateRequest("publisher", undefined);
+
+  app.get<{
+    Querystring: {
+      topic?: string | string[];
+      lastEventId?: string | string[];
+      authorization?: string | string[];
+      envelope?: string | string[];
+    };
+  }>(
     "/events",
     // A HEAD would open a stream that never ends.
     { exposeHeadRoute: false },
     async (request, reply) => {
-      const topics = parseTopicSelection(request.query.topic);
+      const topics = parseTopicSelection(request.query.topic, options.maxTopicsPerStream);
       const lastEventId = resumeId(request.headers["last-event-id"], request.query.lastEventId);
+      const envelope = wantsEnvelope(request.query.envelope);
+      // No token is fine (public events only); a bad one is a 401 before the stream opens.
+      const token = subscriber && subscriberToken(request);
+      const claims = token ? await subscriber?.verify(token) : undefined;
       const stream = streams.open(reply);
-      await hub.subscribe(stream, topics, lastEventId);
+      if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
+      await hub.subscribe(stream, topics, lastEventId, claims?.grant, envelope);
     },
   );
 
@@ -107,22 +180,49 @@ export async function eventsRoutes(app: FastifyInstance, { hub, streams }: Event
     {
       schema: publishSchema,
       schemaErrorFormatter: bodyError,
+      ...(publisher && {
+        onRequest: async (request: FastifyRequest) => {
+          const token = bearerToken(request);
+          if (token === undefined) throw new TokenMissingError("Publishing (PUBLISHER_JWT_KEY is set)");
+          request.publisher = await publisher.verify(token);
+        },
+      }),
+      // After the token check, so the key is a verified subject; before the body is read.
+      ...(options.publishRateLimit > 0 && {
+        config: {
+          rateLimit: {
+            max: options.publishRateLimit,
+            timeWindow: 60_000,
+            hook: "preParsing" as const,
+            keyGenerator: publisherKey,
+            errorResponseBuilder: (_request: FastifyRequest, context: { max: number; after: string }) =>
+              new RateLimitedError(context.max, context.after),
+          },
+        },
+      }),
       preValidation: async (request) => {
-        // Form fields are all text: let `retry=5000` count as the number it spells.
+        // Form fields are all text: let `retry=5000` and `private=true` count as what they spell.
         const body = request.body as unknown as Record<string, unknown> | undefined;
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
         }
+        if (isForm && (body?.private === "true" || body?.private === "false")) body.private = body.private === "true";
       },
     },
     async (request, reply) => {
-      const { event, duplicate } = await hub.publish(toEventInput(request.body));
+      const input = toEventInput(request.body);
+      if (request.publisher !== undefined && !request.publisher.grant.covers(input.topic)) {
+        throw new TopicForbiddenError("mercure.publish", JSON.stringify(input.topic));
+      }
+      if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
+      const { event, duplicate } = await hub.publish(input);
       reply.code(201);
       return {
         id: event.id,
         topic: event.topic,
         ...(event.event !== undefined && { event: event.event }),
+        ...(event.private && { private: true }),
         time: new Date(event.time).toISOString(),
         ...(duplicate && { duplicate: true }),
       };

@@ -21,7 +21,8 @@ export function resumeId(
   return singleQueryValue("lastEventId", query) || undefined;
 }
 
-function singleQueryValue(name: string, value: string | string[] | undefined): string | undefined {
+/** The one value of a query parameter; a parameter given several times is a 400. */
+export function singleQueryValue(name: string, value: string | string[] | undefined): string | undefined {
   if (Array.isArray(value)) throw new InvalidQueryError(`Give ${name} once, not ${value.length} times`);
   return value;
 }

@@ -1,6 +1,9 @@
 import type { ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 
+/** How long a stream ended by the server waits for its client to take the end before the socket is cut. */
+const END_GRACE_MS = 5_000;
+
 /** The part of `StreamRegistry` a stream talks to. */
 export interface StreamOwner {
   /** Heartbeat periods so far; a stream records it on every write. */
@@ -40,7 +43,7 @@ export class SseStream {
   /** The socket refused the last write until this emitter (the socket, or the response) drains. */
   #backedUp: Socket | ServerResponse | undefined;
   #closed = false;
-  /** Made with its first handler: grown from `[]` by a push, it would hold 16 slots for the one most streams have. */
+  /** Made to size for the first two handlers (every stream has two): grown by a push, it would hold 16 slots. */
   #closeHandlers: (() => void)[] | undefined;
   /** `owner.beat` at the last write: the heartbeat goes to streams that stayed idle a whole period. */
   lastActiveBeat: number;
@@ -135,16 +138,30 @@ export class SseStream {
   onClose(handler: () => void): void {
     if (this.#closed) handler();
     else if (this.#closeHandlers === undefined) this.#closeHandlers = [handler];
+    else if (this.#closeHandlers.length === 1) this.#closeHandlers = [this.#closeHandlers[0] as () => void, handler];
     else this.#closeHandlers.push(handler);
   }
 
-  /** Sends what is queued and ends the response cleanly, so the client reconnects. */
+  /**
+   * Sends what is queued and ends the response cleanly, so the client reconnects. The stream is
+   * released at once (later sends are ignored); a client that never takes the end is cut off
+   * after `END_GRACE_MS`.
+   */
   end(): void {
     if (this.#closed) return;
     this.flush();
+    this.#onClosed();
     const socket = this.#socket;
+    const cutOff = setTimeout(() => socket.destroy(), END_GRACE_MS);
+    cutOff.unref();
+    socket.once("close", () => clearTimeout(cutOff));
     // Ending the socket too: the client must reconnect, not keep a kept-alive socket to a closing server.
     this.#res.end(() => socket.end());
+  }
+
+  /** Releases a stream whose client left before it was set up (while its request was still being checked). */
+  releaseIfGone(): void {
+    if (this.#socket.destroyed || this.#res.destroyed) this.#onClosed();
   }
 
   #onClosed(): void {

@@ -1,5 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyReply } from "fastify";
+import { ConnectionLimitError, IpConnectionLimitError } from "../errors.js";
 import { encodeRetry, HEARTBEAT_BYTES } from "./encode.js";
 import { SseStream, type StreamOwner } from "./sse-stream.js";
 
@@ -8,6 +9,10 @@ export interface StreamRegistryOptions {
   heartbeatMs: number;
   retryMs: number;
   maxSubscriberBufferBytes: number;
+  /** Open streams, all clients together; 0 for no limit. */
+  maxConnections?: number;
+  /** Open streams from one client address (`request.ip`); 0 for no limit. */
+  maxConnectionsPerIp?: number;
   /** Told when a stream is dropped for being too slow. */
   onTooSlow?: (unsentBytes: number) => void;
 }
@@ -56,6 +61,8 @@ export class StreamRegistry implements StreamOwner {
   readonly #options: StreamRegistryOptions;
   readonly #retryBytes: Buffer;
   readonly #streams = new Set<SseStream>();
+  /** Open streams per client address, for `maxConnectionsPerIp`. */
+  readonly #perIp = new Map<string, number>();
   #dirty: SseStream[] = [];
   #flushScheduled = false;
   /** The last frame built, and the parts and framing it was built from: most streams share it. */
@@ -87,9 +94,13 @@ export class StreamRegistry implements StreamOwner {
 
   /**
    * Takes over `reply` and starts an event stream on it: headers set so far (CORS) plus the SSE
-   * headers, then the `retry:` line, flushed at once so clients see the stream open.
+   * headers, then the `retry:` line, flushed at once so clients see the stream open. Over a
+   * connection limit it throws instead (503 or 429, with `Retry-After`) and nothing is opened.
    */
   open(reply: FastifyReply): SseStream {
+    const ip = reply.request.ip;
+    const fromIp = this.#perIp.get(ip) ?? 0;
+    this.#admit(reply, fromIp);
     reply.hijack();
     const { raw: res, request } = reply;
     const headers: Record<string, string | number | string[]> = { ...SSE_HEADERS };
@@ -103,11 +114,19 @@ export class StreamRegistry implements StreamOwner {
     flattenHead(res);
     const stream = new SseStream(res, request.raw.socket, this, this.#options.maxSubscriberBufferBytes);
     this.#streams.add(stream);
+    this.#perIp.set(ip, fromIp + 1);
+    stream.onClose(() => {
+      const n = (this.#perIp.get(ip) ?? 1) - 1;
+      if (n === 0) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, n);
+    });
     if (this.#heartbeat === undefined) {
       // Ticking at half the period bounds a stream's silence to one period, whenever its last write was.
       this.#heartbeat = setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#options.heartbeatMs / 2)));
       this.#heartbeat.unref();
     }
+    // The client may have gone while an await before `open` (a token check) ran: its close events are past.
+    stream.releaseIfGone();
     return stream;
   }
 
@@ -148,6 +167,20 @@ export class StreamRegistry implements StreamOwner {
     this.#frameParts = parts.slice(0, count);
     this.#frameChunked = chunked;
     return frame;
+  }
+
+  #admit(reply: FastifyReply, fromIp: number): void {
+    const { maxConnections = 0, maxConnectionsPerIp = 0, retryMs } = this.#options;
+    // Streams end at unpredictable times: the reconnection delay is as good a hint as any.
+    const retryAfterS = Math.max(1, Math.ceil(retryMs / 1000));
+    if (maxConnections > 0 && this.#streams.size >= maxConnections) {
+      reply.header("retry-after", retryAfterS);
+      throw new ConnectionLimitError(maxConnections, retryAfterS);
+    }
+    if (maxConnectionsPerIp > 0 && fromIp >= maxConnectionsPerIp) {
+      reply.header("retry-after", retryAfterS);
+      throw new IpConnectionLimitError(maxConnectionsPerIp, retryAfterS);
+    }
   }
 
   #flush(): void {

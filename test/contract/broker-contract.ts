@@ -67,6 +67,8 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       for (let i = 0; i < 5; i++) ids.push((await broker.publish({ topic: "a", data: `${i}` })).event.id);
       expect(await broker.history("*", ids[0] as string, 10)).toMatchObject({ found: false, events: [] });
       expect(await broker.history("*", "never-issued", 10)).toMatchObject({ found: false, head: { id: ids[4] } });
+      // Shaped like a Redis stream id, but beyond its 64-bit range.
+      expect(await broker.history("*", "99999999999999999999999-0", 10)).toMatchObject({ found: false });
       expect((await broker.history("*", ids[2] as string, 10)).events.map((e) => e.id)).toEqual([ids[3], ids[4]]);
     });
 
@@ -88,12 +90,44 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       expect((await broker.history("*", "order-1", 10)).events.map((e) => e.id)).toEqual([next.event.id]);
     });
 
-    it("never hands out an id a publisher already chose", async () => {
+    it("stores and returns private, and treats a re-publish that differs only in private as a conflict", async () => {
+      const broker = await make();
+      const seen: StoredEvent[] = [];
+      await broker.subscribe((e) => seen.push(e));
+      const before = await broker.publish({ topic: "a", data: "public" });
+      const secret = await broker.publish({ topic: "a", data: "x", id: "secret-1", private: true });
+      expect(secret.event.private).toBe(true);
+      await waitFor("the private event's delivery", () => seen.length >= 2);
+      expect(seen[1]?.private).toBe(true);
+      const { events } = await broker.history("*", before.event.id, 10);
+      expect(events.map((e) => [e.id, e.private])).toEqual([["secret-1", true]]);
+      expect(await broker.publish({ topic: "a", data: "x", id: "secret-1", private: true })).toEqual({
+        duplicate: true,
+        event: secret.event,
+      });
+      await expect(broker.publish({ topic: "a", data: "x", id: "secret-1" })).rejects.toMatchObject({
+        code: "HERALD_ID_CONFLICT",
+      });
+      await broker.publish({ topic: "a", data: "y", id: "public-1" });
+      await expect(broker.publish({ topic: "a", data: "y", id: "public-1", private: true })).rejects.toMatchObject({
+        code: "HERALD_ID_CONFLICT",
+      });
+      await waitFor("every delivery", () => seen.length >= 3);
+      expect(seen.map((e) => e.id)).toEqual([before.event.id, "secret-1", "public-1"]);
+    });
+
+    it("never hands out an id a publisher already chose (or refuses ids of the form it assigns)", async () => {
       const broker = await make();
       const generated = (await broker.publish({ topic: "a", data: "1" })).event.id;
       // The publisher's own event takes the next sequence number, so the one after is the collision.
       const guess = generated.replace(/(\d+)$/, (n) => String(Number(n) + 2));
-      await broker.publish({ topic: "a", data: "mine", id: guess });
+      const mine = await broker
+        .publish({ topic: "a", data: "mine", id: guess })
+        .catch((err: { statusCode?: number }) => err);
+      if ("statusCode" in mine) {
+        expect(mine.statusCode).toBe(400);
+        return;
+      }
       const next = (await broker.publish({ topic: "a", data: "3" })).event.id;
       expect(next).not.toBe(guess);
     });

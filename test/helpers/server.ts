@@ -3,6 +3,7 @@ import pino from "pino";
 import { request } from "undici";
 import { type BuildAppOptions, buildApp } from "../../src/app.js";
 import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
+import type { Stats } from "../../src/routes/stats.js";
 
 export interface TestServer {
   app: FastifyInstance;
@@ -10,22 +11,12 @@ export interface TestServer {
   url: string;
   /** Publishes with undici; returns the parsed 201 body. */
   publish(body: Record<string, unknown>): Promise<{ id: string; topic: string; duplicate?: boolean }>;
-  stats(): Promise<Stats>;
+  /** `GET /stats`; `headers` carry a token when `SUBSCRIBER_JWT_KEY` is set. */
+  stats(headers?: Record<string, string>): Promise<Stats>;
   close(): Promise<void>;
 }
 
-export interface Stats {
-  connections: number;
-  timers: number;
-  topics: Record<string, number>;
-  published: number;
-  delivered: number;
-  replays: number;
-  resets: number;
-  closedTooSlow: number;
-  bufferedBytes: number;
-  uptimeS: number;
-}
+export type { Stats } from "../../src/routes/stats.js";
 
 /** A logger that drops everything, for parts built outside an app. */
 export const silentLogger = pino({ level: "silent" });
@@ -54,8 +45,8 @@ export async function startServer(
       if (res.statusCode !== 201) throw new Error(`publish answered ${res.statusCode}: ${json.message}`);
       return json;
     },
-    async stats() {
-      const res = await request(`${url}/stats`);
+    async stats(headers = {}) {
+      const res = await request(`${url}/stats`, { headers });
       return (await res.body.json()) as Stats;
     },
     close: () => app.close(),

@@ -1,5 +1,14 @@
+import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { ConfigError, DEFAULT_CONFIG, loadConfig } from "../../src/config.js";
+
+const SECRET = "a-test-secret-that-is-32-bytes-long!";
+const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const publicPem = ec.publicKey.export({ type: "spki", format: "pem" }).toString();
+const privatePem = ec.privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+const smallRsaPem = generateKeyPairSync("rsa", { modulusLength: 1024 })
+  .publicKey.export({ type: "spki", format: "pem" })
+  .toString();
 
 describe("loadConfig", () => {
   it("gives the documented defaults for an empty environment", () => {
@@ -19,6 +28,13 @@ describe("loadConfig", () => {
       databasePath: "./data/herald.db",
       redisUrl: "redis://127.0.0.1:6379",
       redisPrefix: "herald",
+      publisherJwtKey: undefined,
+      subscriberJwtKey: undefined,
+      maxConnections: 10_000,
+      maxConnectionsPerIp: 100,
+      publishRateLimit: 6_000,
+      maxTopicsPerStream: 100,
+      trustProxy: false,
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -41,6 +57,13 @@ describe("loadConfig", () => {
         DATABASE_PATH: "/var/lib/herald/events.db",
         REDIS_URL: "redis://10.0.0.5:6380/2",
         REDIS_PREFIX: "eu-herald",
+        PUBLISHER_JWT_KEY: SECRET,
+        SUBSCRIBER_JWT_KEY: publicPem.replaceAll("\n", "\\n"),
+        MAX_CONNECTIONS: "0",
+        MAX_CONNECTIONS_PER_IP: "3",
+        PUBLISH_RATE_LIMIT: "60",
+        MAX_TOPICS_PER_STREAM: "5",
+        TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
       }),
     ).toEqual({
       port: 8080,
@@ -58,7 +81,16 @@ describe("loadConfig", () => {
       databasePath: "/var/lib/herald/events.db",
       redisUrl: "redis://10.0.0.5:6380/2",
       redisPrefix: "eu-herald",
+      publisherJwtKey: SECRET,
+      subscriberJwtKey: publicPem.replaceAll("\n", "\\n"),
+      maxConnections: 0,
+      maxConnectionsPerIp: 3,
+      publishRateLimit: 60,
+      maxTopicsPerStream: 5,
+      trustProxy: "10.0.0.1, 10.1.0.0/16",
     });
+    expect(loadConfig({ TRUST_PROXY: "true" }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
 
   it.each([
@@ -77,10 +109,33 @@ describe("loadConfig", () => {
     ["REDIS_URL", "localhost:6379", "use redis://host:port"],
     ["REDIS_PREFIX", "has space", "use 1 to 64 characters"],
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
+    ["MAX_CONNECTIONS", "-5", "from 0 to"],
+    ["MAX_TOPICS_PER_STREAM", "0", "from 1 to"],
+    ["TRUST_PROXY", "proxy.local", "use false, true, a number of proxy hops, or a comma-separated list"],
   ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
     const load = () => loadConfig({ [name]: value });
     expect(load).toThrow(ConfigError);
     expect(load).toThrow(`${name}=${JSON.stringify(value)} is invalid: `);
     expect(load).toThrow(accepts);
+  });
+});
+
+describe("loadConfig: JWT keys", () => {
+  it.each([
+    ["a short HS256 secret", "too-short", "at least 32 bytes"],
+    ["a private key", privatePem, "give Herald only the public key"],
+    [
+      "a PEM that does not parse",
+      "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----",
+      "could not be read",
+    ],
+    ["an RSA key under 2048 bits", smallRsaPem, "RSA public key of 2048 bits or more"],
+  ])("refuses %s, saying how to fix it", (_what, value, reason) => {
+    for (const name of ["PUBLISHER_JWT_KEY", "SUBSCRIBER_JWT_KEY"]) {
+      const load = () => loadConfig({ [name]: value });
+      expect(load).toThrow(ConfigError);
+      expect(load).toThrow(`${name} is invalid: `);
+      expect(load).toThrow(reason);
+    }
   });
 });

@@ -1,0 +1,8 @@
+import type { BrowserContext, ViewportSize } from "playwright-core";
+
+export declare const CHROMIUM_PATH: string;
+export declare const CHROMIUM_ARGS: string[];
+export declare function launchChromium(options?: {
+  viewport?: ViewportSize;
+  colorScheme?: "light" | "dark";
+}): Promise<{ context: BrowserContext; close(): Promise<void> }>;

@@ -1,0 +1,73 @@
+import { connect } from "node:net";
+import { request } from "undici";
+import { afterEach, describe, expect, it } from "vitest";
+import { startServer, type TestServer } from "../helpers/server.js";
+import { openStream } from "../helpers/stream.js";
+import { hs256, SECRET } from "../helpers/tokens.js";
+import { waitFor } from "../helpers/wait.js";
+
+let server: TestServer;
+afterEach(() => server.close());
+
+/** `/stats` with a token that may read it (it needs `*` once SUBSCRIBER_JWT_KEY is set). */
+async function stats() {
+  const admin = await hs256({ subscribe: ["*"] });
+  return server.stats({ authorization: `Bearer ${admin}` });
+}
+
+/** Sends a stream request on a raw socket and never reads the answer. */
+async function stalledRequest(url: string, path: string, token: string) {
+  const { hostname, port } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  socket.on("error", () => {});
+  await new Promise((resolve) => socket.once("connect", resolve));
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+  socket.pause();
+  return socket;
+}
+
+describe("streams the server ends", () => {
+  it("take no more writes once ended at token expiry, even when the client never reads the end", async () => {
+    server = await startServer({ subscriberJwtKey: SECRET, heartbeatMs: 20, maxSubscriberBufferBytes: 64 * 1_048_576 });
+    // A fractional exp, which JWTs allow: the stream must still end.
+    const token = await hs256({ subscribe: ["*"], expiresInS: 2.5 });
+    const stalled = await stalledRequest(server.url, "/events?topic=t", token);
+    const idle = await openStream(`${server.url}/events?topic=idle`);
+    await waitFor("both streams to open", async () => (await stats()).connections === 2);
+    // A backlog the client never reads, so the end the server writes at expiry cannot complete.
+    const chunk = "x".repeat(32 * 1024);
+    for (let i = 0; i < 1_000 && (await stats()).bufferedBytes < 1_048_576; i++) {
+      await server.publish({ topic: "t", data: chunk });
+    }
+    expect((await stats()).bufferedBytes).toBeGreaterThanOrEqual(1_048_576);
+    await waitFor("the expired stream to be released", async () => (await stats()).connections === 1, 5_000);
+    // Events and heartbeats after the end must not be written to it (a write after end would crash the process).
+    for (let i = 0; i < 10; i++) await server.publish({ topic: "t", data: `${i}` });
+    await idle.until("several heartbeats", (s) => s.comments.length >= 5);
+    const health = await request(`${server.url}/health`);
+    expect(health.statusCode).toBe(200);
+    await health.body.dump();
+    stalled.destroy();
+    idle.close();
+  });
+
+  it("end /stats/stream when the token that opened it expires", async () => {
+    server = await startServer({ subscriberJwtKey: SECRET });
+    const token = await hs256({ subscribe: ["*"], expiresInS: 1 });
+    const stream = await openStream(`${server.url}/stats/stream`, { authorization: `Bearer ${token}` });
+    expect(stream.status).toBe(200);
+    await stream.until("the stream to end at expiry", (s) => s.ended, 5_000);
+  });
+
+  it("leave no connection slot behind when the client goes while its token is being checked", async () => {
+    server = await startServer({ subscriberJwtKey: SECRET, maxConnections: 20, maxConnectionsPerIp: 0 });
+    // Distinct tokens, so each one is verified (not served from the cache) while its client is leaving.
+    const tokens = await Promise.all(Array.from({ length: 40 }, (_, i) => hs256({ subscribe: ["*"], sub: `c${i}` })));
+    const sockets = await Promise.all(tokens.map((token) => stalledRequest(server.url, "/events?topic=t", token)));
+    for (const socket of sockets) socket.destroy();
+    await waitFor("every slot to be free", async () => (await stats()).connections === 0, 5_000);
+    const fresh = await openStream(`${server.url}/events?topic=t`);
+    expect(fresh.status).toBe(200);
+    fresh.close();
+  });
+});

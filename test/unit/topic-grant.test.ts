@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { TopicGrant } from "../../src/auth/topic-grant.js";
+
+describe("TopicGrant", () => {
+  it.each<[unknown, string[], string[]]>([
+    [["news"], ["news"], ["news/1", "new", "sport"]],
+    [["*"], ["news", "a/b/c", "x"], []],
+    [
+      ["orders/{id}"],
+      ["orders/42", "orders/a-b_c.d~e"],
+      ["orders/", "orders/42/items", "orders/a:b", "orders/a@b", "xorders/1"],
+    ],
+    [["orders/{+rest}"], ["orders/42", "orders/42/items", "orders/a:b@c"], ["orders/", "orders", "other/1"]],
+    [
+      ["users/{id}/inbox", "news"],
+      ["users/7/inbox", "news"],
+      ["users/7/outbox", "users/7/8/inbox"],
+    ],
+    [["a.b"], ["a.b"], ["aXb"]],
+    [["{#frag}", "{a,b}", "open{", "{?q}"], [], ["open{", "x", "a"]],
+    [[42, null, { topic: "x" }], [], ["42", "x"]],
+    ["news", [], ["news", "n"]],
+    [undefined, [], ["news"]],
+  ])("%j covers %j and not %j", (entries, covered, notCovered) => {
+    const grant = new TopicGrant(entries);
+    for (const topic of covered) expect(grant.covers(topic), topic).toBe(true);
+    for (const topic of notCovered) expect(grant.covers(topic), topic).toBe(false);
+  });
+
+  it("flags * as all", () => {
+    expect(new TopicGrant(["a", "*"]).all).toBe(true);
+    expect(new TopicGrant(["a", "{+x}"]).all).toBe(false);
+  });
+});
