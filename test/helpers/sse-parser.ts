@@ -23,19 +23,28 @@ export class SseParser {
   /** Parses `text`; returns the events it completed. */
   feed(text: string): ParsedEvent[] {
     const before = this.events.length;
-    for (const ch of text) {
-      if (this.#skipLf) {
-        this.#skipLf = false;
-        if (ch === "\n") continue;
-      }
-      if (ch === "\r" || ch === "\n") {
-        this.#skipLf = ch === "\r";
-        this.#processLine(this.#line);
-        this.#line = "";
-      } else {
-        this.#line += ch;
+    let at = 0;
+    // A CR at the end of the last chunk may be the first half of a CRLF.
+    if (this.#skipLf && text.length > 0) {
+      this.#skipLf = false;
+      if (text[0] === "\n") at = 1;
+    }
+    // Searched once per chunk, not once per line: most streams never send a CR.
+    let cr = text.indexOf("\r", at);
+    for (;;) {
+      if (cr !== -1 && cr < at) cr = text.indexOf("\r", at);
+      const lf = text.indexOf("\n", at);
+      const end = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
+      if (end === -1) break;
+      this.#processLine(this.#line + text.slice(at, end));
+      this.#line = "";
+      at = end + 1;
+      if (text[end] === "\r") {
+        if (at === text.length) this.#skipLf = true;
+        else if (text[at] === "\n") at++;
       }
     }
+    this.#line += text.slice(at);
     return this.events.slice(before);
   }
 

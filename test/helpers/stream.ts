@@ -11,28 +11,55 @@ export interface OpenStream {
   readonly retry: number | undefined;
   /** Everything received so far, decoded. */
   readonly raw: string;
-  /** True once the server ended the stream (or it broke). */
+  /** True once the stream is over, whatever ended it (see `endedBy`). */
   readonly ended: boolean;
+  /**
+   * How the stream ended: `"server"` when the server ended the response cleanly (the chunked body's
+   * last chunk arrived), `"error"` when the connection broke (`error` says how), `"client"` after
+   * `close()`; undefined while it is open.
+   */
+  readonly endedBy: "server" | "error" | "client" | undefined;
+  /** What broke the connection, when `endedBy` is `"error"`. */
+  readonly error: Error | undefined;
   /** Resolves once `check` holds for this stream; fails after `timeoutMs` showing what arrived. */
   until(what: string, check: (s: OpenStream) => boolean, timeoutMs?: number): Promise<void>;
   /** Waits for `n` events in all and returns them. */
   take(n: number, timeoutMs?: number): Promise<ParsedEvent[]>;
   close(): void;
+  /** Starts reading a stream opened with `{ paused: true }`. */
+  resume(): void;
+}
+
+/** Options for `openStream`. */
+export interface OpenStreamOptions {
+  /**
+   * Read nothing until `resume()`: the body stays unread, so the server's writes back up once the
+   * socket buffers are full, as with a client that is busy or on a slow link.
+   */
+  paused?: boolean;
 }
 
 /** Opens an event stream with undici and parses it with the spec-following parser. */
-export async function openStream(url: string, headers: Record<string, string> = {}): Promise<OpenStream> {
+export async function openStream(
+  url: string,
+  headers: Record<string, string> = {},
+  options: OpenStreamOptions = {},
+): Promise<OpenStream> {
   const abort = new AbortController();
   const res = await request(url, { headers, signal: abort.signal });
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const waiters = new Set<() => void>();
   let raw = "";
-  let ended = false;
+  let endedBy: OpenStream["endedBy"];
+  let error: Error | undefined;
   const wake = () => {
     for (const waiter of waiters) waiter();
   };
-  void (async () => {
+  let started = false;
+  const read = async () => {
+    if (started) return;
+    started = true;
     try {
       for await (const chunk of res.body) {
         const text = decoder.decode(chunk as Buffer, { stream: true });
@@ -40,12 +67,18 @@ export async function openStream(url: string, headers: Record<string, string> = 
         parser.feed(text);
         wake();
       }
-    } catch {
-      // aborted by close(), or the connection broke: either way the stream has ended
+      endedBy = "server";
+    } catch (err) {
+      if (abort.signal.aborted) {
+        endedBy = "client";
+      } else {
+        endedBy = "error";
+        error = err as Error;
+      }
     }
-    ended = true;
     wake();
-  })();
+  };
+  if (!options.paused) void read();
 
   const stream: OpenStream = {
     status: res.statusCode,
@@ -59,7 +92,13 @@ export async function openStream(url: string, headers: Record<string, string> = 
       return raw;
     },
     get ended() {
-      return ended;
+      return endedBy !== undefined;
+    },
+    get endedBy() {
+      return endedBy;
+    },
+    get error() {
+      return error;
     },
     until(what, check, timeoutMs = 5_000) {
       return new Promise((resolve, reject) => {
@@ -81,7 +120,12 @@ export async function openStream(url: string, headers: Record<string, string> = 
       await stream.until(`${n} events`, (s) => s.events.length >= n, timeoutMs);
       return parser.events.slice(0, n);
     },
-    close: () => abort.abort(),
+    close: () => {
+      abort.abort();
+      // A paused stream's body is never read: reading it now is what ends it.
+      void read();
+    },
+    resume: () => void read(),
   };
   return stream;
 }

@@ -115,11 +115,15 @@ describe("replay with Last-Event-ID", () => {
 
   it("has no gap and no duplicate between replay and live while publishes race the reconnect", async () => {
     const server = await start({ historySize: 5_000 });
-    // A subscriber from the start sees the one true order.
+    // 160 events of 60 KiB: each replay below is 7 to 10 MB, more than the socket buffers of a
+    // client that does not read can take (about 4 MB on Linux), so it stalls mid-way, waiting for
+    // the socket to drain, while the live events of the burst arrive.
+    const pad = "x".repeat(60 * 1024);
+    const before: string[] = [];
+    for (let i = 0; i < 160; i++) before.push((await server.publish({ topic: "race", data: `${i} ${pad}` })).id);
+    // A subscriber from here on sees the one true order of the live events.
     const reference = await openStream(`${server.url}/events?topic=race`);
-    const before = await publishMany(server, "race", 20);
-    const total = 600;
-    const inFlight = 8;
+    const total = 300;
     let next = 0;
     const publisher = async () => {
       while (next < total) {
@@ -127,29 +131,38 @@ describe("replay with Last-Event-ID", () => {
         await server.publish({ topic: "race", data: `live ${i}` });
       }
     };
-    const publishing = Promise.all(Array.from({ length: inFlight }, publisher));
-    // Reconnect several clients at different moments of the publish burst, each from a different id.
+    const publishing = Promise.all(Array.from({ length: 8 }, publisher));
+    // Clients reconnect at different moments of the burst, each from a different id, and read nothing yet.
     const resumed = [];
-    for (let k = 0; k < 6; k++) {
-      resumed.push({
-        from: before[k * 3] as string,
-        stream: await openStream(`${server.url}/events?topic=race`, { "last-event-id": before[k * 3] as string }),
-      });
-      await reference.until("the burst to progress", (s) => s.events.length >= 20 + (k + 1) * 60, 10_000);
+    for (const [k, from] of [before[0], before[40]].entries()) {
+      const stream = await openStream(
+        `${server.url}/events?topic=race`,
+        { "last-event-id": from as string },
+        { paused: true },
+      );
+      resumed.push({ from: from as string, stream });
+      await reference.until("the burst to progress", (s) => s.events.length >= (k + 1) * 100, 10_000);
     }
     await publishing;
+    const stats = await server.stats();
+    expect(stats.replays).toBe(2);
+    // Had both replays been handed to their sockets, the hub would have delivered this many events:
+    // fewer means the live events arrived while a replay was still under way.
+    expect(stats.delivered).toBeLessThan(total * 3 + 159 + 119);
+    for (const { stream } of resumed) stream.resume();
+
     const end = await server.publish({ topic: "race", data: "end" });
     const done = (s: { events: { lastEventId: string }[] }) => s.events.at(-1)?.lastEventId === end.id;
     await reference.until("the end marker", done, 10_000);
-    const order = reference.events.map((e) => e.lastEventId);
-    expect(order).toHaveLength(20 + total + 1);
+    const order = [...before, ...reference.events.map((e) => e.lastEventId)];
+    expect(order).toHaveLength(160 + total + 1);
     for (const { from, stream } of resumed) {
-      await stream.until("the end marker", done, 10_000);
+      await stream.until("the end marker", done, 30_000);
       expect(stream.events.map((e) => e.lastEventId)).toEqual(order.slice(order.indexOf(from) + 1));
       stream.close();
     }
     reference.close();
-  });
+  }, 60_000);
 
   it("neither loses nor repeats live events published while history is being read", async () => {
     // A history read that the test holds open on both sides: the window in which a slower engine

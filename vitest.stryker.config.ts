@@ -1,0 +1,23 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * The tests Stryker runs against each mutant (`npm run test:mutation`): unit, contract and the
+ * in-process integration tests of the mutated core. Browser and spawned-process tests are left
+ * out: they test `dist/`, which Stryker does not mutate, and would make a run take hours.
+ */
+export default defineConfig({
+  test: {
+    include: [
+      "test/unit/**/*.test.ts",
+      "test/contract/**/*.test.ts",
+      "test/integration/replay.test.ts",
+      "test/integration/stream.test.ts",
+      "test/integration/envelope.test.ts",
+      "test/integration/publish.test.ts",
+      "test/integration/storage-failure.test.ts",
+    ],
+    exclude: ["test/unit/bench-*.test.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+  },
+});
