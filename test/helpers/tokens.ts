@@ -49,3 +49,10 @@ export async function keyPair(alg: "RS256" | "ES256"): Promise<Signer> {
     sign: (spec) => new SignJWT(claims(spec)).setProtectedHeader({ alg }).sign(privateKey),
   };
 }
+
+/** The `exp` claim of `token`, in seconds since the epoch (read, not verified). */
+export function expOf(token: string): number {
+  const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as JWTPayload;
+  if (payload.exp === undefined) throw new Error("the token has no exp");
+  return payload.exp;
+}

@@ -4,7 +4,7 @@ import type { Config } from "../../src/config.js";
 import { type HeraldProcess, runHerald } from "../helpers/process.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { type OpenStream, openStream } from "../helpers/stream.js";
-import { hs256, keyPair, SECRET, type Signer, type TokenSpec } from "../helpers/tokens.js";
+import { expOf, hs256, keyPair, SECRET, type Signer, type TokenSpec } from "../helpers/tokens.js";
 import { waitFor } from "../helpers/wait.js";
 
 let server: TestServer;
@@ -161,14 +161,22 @@ describe("private events", () => {
 });
 
 describe("token expiry", () => {
-  it("ends a stream when its token expires, and frees it", async () => {
+  it("ends a stream when its token expires, not before, and frees it", async () => {
     await start();
-    const stream = await listen("topic=t", await bearer({ subscribe: ["t"], expiresInS: 2 }));
+    const token = await hs256({ subscribe: ["t"], expiresInS: 2 });
+    const expMs = expOf(token) * 1_000;
+    const stream = await listen("topic=t", { authorization: `Bearer ${token}` });
     const forever = await listen("topic=t", await bearer({ subscribe: ["t"] }));
     await server.publish({ topic: "t", data: "before expiry", private: true });
     expect((await stream.take(1))[0]?.data).toBe("before expiry");
     await stream.until("the stream to end at its token's exp", (s) => s.ended, 5_000);
+    // Seen after the end: the server cannot have ended it before its exp second came.
+    expect(Date.now()).toBeGreaterThanOrEqual(expMs);
+    expect(stream.endedBy).toBe("server");
+    expect(stream.events.map((e) => e.data)).toEqual(["before expiry"]);
     await waitFor("the server to free it", async () => (await stats()).connections === 1);
+    await server.publish({ topic: "t", data: "after expiry", private: true });
+    await forever.take(2);
     expect(forever.ended).toBe(false);
     forever.close();
   });

@@ -3,7 +3,7 @@ import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { openStream } from "../helpers/stream.js";
-import { hs256, SECRET } from "../helpers/tokens.js";
+import { expOf, hs256, SECRET } from "../helpers/tokens.js";
 import { waitFor } from "../helpers/wait.js";
 
 let server: TestServer;
@@ -51,12 +51,17 @@ describe("streams the server ends", () => {
     idle.close();
   });
 
-  it("end /stats/stream when the token that opened it expires", async () => {
+  it("end /stats/stream when the token that opened it expires, not before", async () => {
     server = await startServer({ subscriberJwtKey: SECRET });
-    const token = await hs256({ subscribe: ["*"], expiresInS: 1 });
+    const token = await hs256({ subscribe: ["*"], expiresInS: 2 });
+    const expMs = expOf(token) * 1_000;
     const stream = await openStream(`${server.url}/stats/stream`, { authorization: `Bearer ${token}` });
     expect(stream.status).toBe(200);
+    await stream.until("the first sample", (s) => s.events.length >= 1);
     await stream.until("the stream to end at expiry", (s) => s.ended, 5_000);
+    // Seen after the end: the server cannot have ended it before its exp second came.
+    expect(Date.now()).toBeGreaterThanOrEqual(expMs);
+    expect(stream.endedBy).toBe("server");
   });
 
   it("leave no connection slot behind when the client goes while its token is being checked", async () => {

@@ -155,10 +155,28 @@ describe("stream edge cases", () => {
   it("resumes after a non-ASCII id sent as UTF-8 in Last-Event-ID, as browsers send it", async () => {
     await server.publish({ topic: "u", id: "café-1", data: "first" });
     await server.publish({ topic: "u", data: "second" });
-    const stream = await openStream(`${server.url}/events?topic=u`, { "last-event-id": "café-1" });
-    const [event] = await stream.take(1);
-    expect(event).toMatchObject({ type: "message", data: "second" });
-    stream.close();
+    // undici (and Node) write header values as latin1: only a raw socket sends the UTF-8 bytes a browser sends.
+    const { hostname, port } = new URL(server.url);
+    const socket = connect(Number(port), hostname);
+    let raw = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (text: string) => {
+      raw += text;
+    });
+    socket.write(
+      Buffer.concat([
+        Buffer.from(`GET /events?topic=u HTTP/1.1\r\nHost: ${hostname}\r\nLast-Event-ID: `, "latin1"),
+        Buffer.from("café-1", "utf8"),
+        Buffer.from("\r\n\r\n", "latin1"),
+      ]),
+    );
+    try {
+      await waitFor("the first event", () => /\ndata: .*\n\n/.test(raw));
+      expect(raw).not.toContain("event: reset");
+      expect(raw).toMatch(/\r\n\r\n[0-9a-f]+\r\nretry: 1500\n\n\r\n[0-9a-f]+\r\nid: \S+\ndata: second\n\n/);
+    } finally {
+      socket.destroy();
+    }
   });
 
   it("counts a topic named __proto__ like any other", async () => {
