@@ -46,9 +46,15 @@ describe("heartbeats", () => {
   });
 
   it("reach a real client at the configured interval", async () => {
-    server = await startServer({ heartbeatMs: 50 });
+    const heartbeatMs = 300;
+    server = await startServer({ heartbeatMs });
+    const openedAt = Date.now();
     const stream = await openStream(`${server.url}/events`);
     await stream.until("two heartbeats", (s) => s.comments.length >= 2);
+    // A stream gets its first heartbeat after half a period of silence at the least, then one
+    // each period: timers only ever fire late, so two cannot come sooner than this.
+    expect(Date.now() - openedAt).toBeGreaterThanOrEqual(heartbeatMs / 2 + heartbeatMs);
+    expect(new Set(stream.comments)).toEqual(new Set([""]));
     expect(stream.events).toEqual([]);
     stream.close();
   });

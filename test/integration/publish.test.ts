@@ -1,3 +1,4 @@
+import type { AddressInfo } from "node:net";
 import type { FastifyInstance } from "fastify";
 import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -57,7 +58,10 @@ describe("POST /events", () => {
     expect(conflict.json()).toMatchObject({ code: "HERALD_ID_CONFLICT", message: expect.stringContaining("order-42") });
   });
 
-  it("takes a form sent with an upper-case Content-Type, retry included", async () => {
+  it("takes a form sent with an upper-case Content-Type, retry included, and sends that retry", async () => {
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    const stream = await openStream(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/events`);
+    await stream.until("the stream to open", (s) => s.retry === DEFAULT_CONFIG.retryMs);
     const res = await app.inject({
       method: "POST",
       url: "/events",
@@ -65,6 +69,10 @@ describe("POST /events", () => {
       headers: { "content-type": "Application/X-WWW-Form-Urlencoded" },
     });
     expect(res.statusCode).toBe(201);
+    await stream.until("the event", (s) => s.events.length === 1);
+    expect(stream.raw).toContain(`id: ${res.json().id}\nretry: 5\ndata: x\n\n`);
+    expect(stream.retry).toBe(5);
+    stream.close();
   });
 
   it("answers 400, not 500, for data nested too deeply to encode", async () => {

@@ -10,9 +10,17 @@ describe("the error registry", () => {
     return { code: e.code, statusCode: e.statusCode };
   });
 
-  it("uses every code once, each with a 4xx status", () => {
+  it("uses every code once, each with a 4xx status, or 503 when the server cannot take the request now", () => {
     expect(new Set(registered.map((e) => e.code)).size).toBe(registered.length);
-    for (const e of registered) expect(e.statusCode).toBeGreaterThanOrEqual(400);
+    const unavailable = registered
+      .filter((e) => e.statusCode === 503)
+      .map((e) => e.code)
+      .sort();
+    expect(unavailable).toEqual(["HERALD_BROKER_UNAVAILABLE", "HERALD_CONNECTION_LIMIT"]);
+    for (const e of registered.filter((e) => e.statusCode !== 503)) {
+      expect(e.statusCode, e.code).toBeGreaterThanOrEqual(400);
+      expect(e.statusCode, e.code).toBeLessThanOrEqual(499);
+    }
   });
 
   it("matches the README's error table, code for code and status for status", () => {
