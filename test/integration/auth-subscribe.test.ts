@@ -160,6 +160,25 @@ describe("private events", () => {
   });
 });
 
+describe("a query parameter given twice", () => {
+  it("is a 400 naming it, for authorization and lastEventId, before any stream opens", async () => {
+    await start();
+    const token = await hs256({ subscribe: ["t"] });
+    for (const [name, query] of [
+      ["authorization", `topic=t&authorization=${token}&authorization=${token}`],
+      ["lastEventId", "topic=t&lastEventId=a&lastEventId=b"],
+    ] as const) {
+      const res = await request(`${server.url}/events?${query}`);
+      expect(res.statusCode, name).toBe(400);
+      expect(await res.body.json()).toMatchObject({
+        code: "HERALD_INVALID_QUERY",
+        message: `Give ${name} once, not 2 times`,
+      });
+    }
+    expect((await stats()).connections).toBe(0);
+  });
+});
+
 describe("token expiry", () => {
   it("ends a stream when its token expires, not before, and frees it", async () => {
     await start();

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
@@ -31,6 +32,7 @@ describe("shutdown", () => {
     await server.close();
     await events.until("the stream to end", (s) => s.ended);
     await ticks.until("the stream to end", (s) => s.ended);
+    expect([events.endedBy, ticks.endedBy]).toEqual(["server", "server"]);
     // curl exits 0 only when the chunked response was ended properly, not cut.
     expect(await curlExit).toBe(0);
   });
@@ -53,6 +55,32 @@ describe("shutdown", () => {
     expect(await herald.exit).toEqual({ code: 0, signal: null });
     await stream.until("the stream to end", (s) => s.ended);
     expect(herald.stdout()).toContain("shutting down");
+  });
+});
+
+describe("forced exit", () => {
+  it("exits 1 once the 5 s shutdown grace is over when closing hangs on an unfinished request", async () => {
+    const herald = runHerald({ LOG_LEVEL: "info" });
+    running.push(herald);
+    const { hostname, port } = new URL(await herald.url);
+    // A publish whose body never finishes: the server cannot close while it waits for the rest.
+    const socket = connect(Number(port), hostname);
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("connect", resolve));
+    socket.write(
+      `POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data":`,
+    );
+    await waitFor("the request to reach the server", () => herald.stdout().includes("incoming request"));
+    const signalledAt = Date.now();
+    herald.child.kill("SIGTERM");
+    const exit = await herald.exit;
+    const took = Date.now() - signalledAt;
+    socket.destroy();
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(herald.stdout() + herald.stderr()).toContain("killed by timeout (5000ms)");
+    // Not before the grace period (timers fire late, never early); the upper bound is loose for a loaded machine.
+    expect(took).toBeGreaterThanOrEqual(5_000);
+    expect(took).toBeLessThan(20_000);
   });
 });
 
