@@ -31,13 +31,13 @@ describe.skipIf(skipBrowserTests())("Chromium's EventSource", () => {
     try {
       await page.goto(`${server.url}/health`);
       await page.evaluate(() => {
-        const w = window as unknown as { received: string[] };
+        const w = globalThis as unknown as { received: string[] };
         w.received = [];
         const source = new EventSource("/events?topic=u");
         source.onmessage = (e) => w.received.push(e.data);
         source.addEventListener("reset", () => w.received.push("reset"));
       });
-      const received = () => page.evaluate(() => (window as unknown as { received: string[] }).received);
+      const received = () => page.evaluate(() => (globalThis as unknown as { received: string[] }).received);
       await waitFor("the stream to open", () => requests.length === 1);
       await server.publish({ topic: "u", id: "café-1", data: "first" });
       await waitFor("the first event", async () => (await received()).length === 1);

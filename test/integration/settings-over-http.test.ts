@@ -43,10 +43,11 @@ describe("HISTORY_TTL_S", () => {
 
   it("is read from the environment by the process, for the SQLite broker too", async () => {
     const dir = mkdtempSync(join(tmpdir(), "herald-ttl-"));
-    for (const env of [
+    const envs: Record<string, string>[] = [
       { HISTORY_TTL_S: "1" },
       { HISTORY_TTL_S: "1", BROKER: "sqlite", DATABASE_PATH: join(dir, "h.db") },
-    ]) {
+    ];
+    for (const env of envs) {
       const herald = runHerald(env);
       processes.push(herald);
       const url = await herald.url;

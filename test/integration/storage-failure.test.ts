@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "undici";
@@ -75,5 +75,25 @@ describe("BROKER=redis while Redis is down", () => {
     expect(stream.ended).toBe(false);
     stream.close();
     await redis.start();
+  });
+});
+
+describe("a re-created SQLite database", () => {
+  it("gets a new id prefix, so an id from the old file is a reset, not a replay from the wrong place", async () => {
+    const databasePath = freshPath();
+    const first = await startServer({ broker: "sqlite", databasePath });
+    const old = await first.publish({ topic: "t", data: "old" });
+    await first.close();
+    for (const suffix of ["", "-wal", "-shm"]) rmSync(`${databasePath}${suffix}`, { force: true });
+    const second = await startServer({ broker: "sqlite", databasePath });
+    servers.push(second);
+    const fresh = await second.publish({ topic: "t", data: "new" });
+    // Both are the first event of their file: only the prefix tells them apart.
+    expect(fresh.id.split("-")[1]).toBe(old.id.split("-")[1]);
+    expect(fresh.id.split("-")[0]).not.toBe(old.id.split("-")[0]);
+    const resumed = await openStream(`${second.url}/events?topic=t`, { "last-event-id": old.id });
+    const [reset] = await resumed.take(1);
+    expect(reset).toMatchObject({ type: "reset", lastEventId: fresh.id });
+    resumed.close();
   });
 });
