@@ -13,6 +13,8 @@ export interface Config {
   corsOrigin: "*" | string[];
   maxBodyBytes: number;
   maxSubscriberBufferBytes: number;
+  /** The most bytes one event may take on the wire, encoded; at most a quarter of `maxSubscriberBufferBytes`. */
+  maxEventBytes: number;
   logLevel: LogLevel;
   /** Where history lives: this process (`memory`), a SQLite file (`sqlite`), or Redis, shared by a cluster (`redis`). */
   broker: BrokerKind;
@@ -33,8 +35,11 @@ export interface Config {
   /** Publishes per minute from one client (token subject, else address); 0 for no limit. */
   publishRateLimit: number;
   maxTopicsPerStream: number;
-  /** Fastify's `trustProxy`: whose `X-Forwarded-For` gives the client address. */
-  trustProxy: boolean | number | string;
+  /**
+   * Fastify's `trustProxy`: whose `X-Forwarded-For` gives the client address. `false`, a hop count,
+   * or proxy addresses/CIDRs; never `true`, which would trust what the client itself writes.
+   */
+  trustProxy: false | number | string;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -55,6 +60,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   corsOrigin: "*",
   maxBodyBytes: 65_536,
   maxSubscriberBufferBytes: 1_048_576,
+  maxEventBytes: 262_144,
   logLevel: "info",
   broker: "memory",
   historyTtlS: 0,
@@ -160,7 +166,13 @@ function jwtKey(env: Env, name: string): string | undefined {
 function trustProxy(env: Env): Config["trustProxy"] {
   const raw = env.TRUST_PROXY?.trim();
   if (raw === undefined || raw === "" || raw === "false") return false;
-  if (raw === "true") return true;
+  if (raw === "true") {
+    // Trusting every hop takes the left-most X-Forwarded-For entry, which the client writes itself:
+    // it could spend another address's MAX_CONNECTIONS_PER_IP or dodge its own.
+    throw new ConfigError(
+      'TRUST_PROXY="true" is invalid: it would let any client choose its own address with X-Forwarded-For: use the number of proxies in front of Herald (1 behind one nginx) or their addresses/CIDRs (127.0.0.1)',
+    );
+  }
   if (/^\d{1,2}$/.test(raw)) return Number(raw);
   const valid = raw.split(",").every((entry) => {
     const [address, bits, ...rest] = entry.trim().split("/");
@@ -168,16 +180,29 @@ function trustProxy(env: Env): Config["trustProxy"] {
   });
   if (!valid) {
     throw new ConfigError(
-      `TRUST_PROXY=${JSON.stringify(raw)} is invalid: use false, true, a number of proxy hops, or a comma-separated list of proxy addresses or CIDRs`,
+      `TRUST_PROXY=${JSON.stringify(raw)} is invalid: use false, a number of proxy hops, or a comma-separated list of proxy addresses or CIDRs`,
     );
   }
   return raw;
 }
 
+/**
+ * A subscriber is dropped once it leaves `MAX_SUBSCRIBER_BUFFER_BYTES` unread: if a few events
+ * could fill that, a short burst of large events would drop every subscriber that paused.
+ */
+function checkEventFitsBuffer(config: Config): Config {
+  if (config.maxEventBytes * 4 > config.maxSubscriberBufferBytes) {
+    throw new ConfigError(
+      `MAX_EVENT_BYTES=${config.maxEventBytes} is invalid with MAX_SUBSCRIBER_BUFFER_BYTES=${config.maxSubscriberBufferBytes}: a subscriber must be able to hold at least 4 of the largest events, so raise MAX_SUBSCRIBER_BUFFER_BYTES to ${config.maxEventBytes * 4} or more, or lower MAX_EVENT_BYTES`,
+    );
+  }
+  return config;
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
-  return {
+  return checkEventFitsBuffer({
     port: integer(env, "PORT", d.port, 0, 65_535),
     host: host(env),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
@@ -193,6 +218,7 @@ export function loadConfig(env: Env): Config {
       1_024,
       1_073_741_824,
     ),
+    maxEventBytes: integer(env, "MAX_EVENT_BYTES", d.maxEventBytes, 256, 268_435_456),
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, d.logLevel),
     broker: oneOf(env, "BROKER", BROKER_KINDS, d.broker),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 31_536_000),
@@ -206,5 +232,5 @@ export function loadConfig(env: Env): Config {
     publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
-  };
+  });
 }

@@ -86,6 +86,12 @@ export const BodyTooLargeError = createError<"HERALD_BODY_TOO_LARGE", 413, Args<
   413,
 );
 
+export const EventTooLargeError = createError<"HERALD_EVENT_TOO_LARGE", 413, Args<[number, number]>>(
+  "HERALD_EVENT_TOO_LARGE",
+  "This event takes %d bytes on the wire, more than MAX_EVENT_BYTES (%d): every line of data costs 7 bytes besides its text, so send less data or fewer lines",
+  413,
+);
+
 export const UnsupportedMediaTypeError = createError<"HERALD_UNSUPPORTED_MEDIA_TYPE", 415, Args<[string]>>(
   "HERALD_UNSUPPORTED_MEDIA_TYPE",
   "Content-Type %s is not supported: send application/json or application/x-www-form-urlencoded",
@@ -131,6 +137,7 @@ export const ERRORS = [
   NotFoundError,
   IdConflictError,
   BodyTooLargeError,
+  EventTooLargeError,
   UnsupportedMediaTypeError,
   RateLimitedError,
   IpConnectionLimitError,

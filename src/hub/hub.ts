@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { TopicGrant } from "../auth/topic-grant.js";
 import type { Broker, EventInput, PublishResult, StoredEvent, TopicSelection } from "../broker/broker.js";
-import { encodeEvent } from "../sse/encode.js";
+import { EventTooLargeError } from "../errors.js";
+import { encodedSize, encodeEvent } from "../sse/encode.js";
 import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
 import { ALL_TOPICS } from "./topic.js";
@@ -13,6 +14,8 @@ export interface HubOptions {
   replayLimit: number;
   /** The most bytes of live events a stream may hold back while it replays. */
   maxPendingBytes: number;
+  /** The most bytes one event may take on the wire; a larger publish is refused. */
+  maxEventBytes: number;
   log: FastifyBaseLogger;
 }
 
@@ -111,6 +114,7 @@ export class Hub {
   readonly #broker: Broker;
   readonly #replayLimit: number;
   readonly #maxPendingBytes: number;
+  readonly #maxEventBytes: number;
   readonly #log: FastifyBaseLogger;
   readonly #byTopic = new Map<string, Set<Subscription>>();
   readonly #everyTopic = new Set<Subscription>();
@@ -121,6 +125,7 @@ export class Hub {
     this.#broker = options.broker;
     this.#replayLimit = options.replayLimit;
     this.#maxPendingBytes = options.maxPendingBytes;
+    this.#maxEventBytes = options.maxEventBytes;
     this.#log = options.log;
   }
 
@@ -135,8 +140,13 @@ export class Hub {
     this.#unsubscribe = undefined;
   }
 
-  /** Publishes through the broker; fan-out comes back through `start`'s subscription. */
+  /**
+   * Publishes through the broker; fan-out comes back through `start`'s subscription. Refuses an
+   * event over `maxEventBytes` on the wire (`EventTooLargeError`) before anything is stored.
+   */
   async publish(input: EventInput): Promise<PublishResult> {
+    const size = encodedSize(input);
+    if (size > this.#maxEventBytes) throw new EventTooLargeError(size, this.#maxEventBytes);
     const result = await this.#broker.publish(input);
     if (!result.duplicate) this.counters.published++;
     return result;

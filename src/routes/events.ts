@@ -1,4 +1,3 @@
-import { normalizeIP } from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyRequest, FastifySchemaValidationError } from "fastify";
 import type { JwtVerifier, TokenClaims } from "../auth/jwt-verifier.js";
 import { bearerToken, subscriberToken } from "../auth/request-token.js";
@@ -15,6 +14,7 @@ import {
 } from "../errors.js";
 import type { Hub } from "../hub/hub.js";
 import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
+import { clientKey } from "../limits/client-key.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
 import { resumeId } from "./resume-id.js";
 
@@ -136,7 +136,7 @@ function toEventInput(body: PublishBody): EventInput {
 /** Publishes are counted per token subject when there is one, else per client address. */
 function publisherKey(request: FastifyRequest): string {
   const subject = request.publisher?.subject;
-  return subject !== undefined ? `sub:${subject}` : `ip:${normalizeIP(request.ip)}`;
+  return subject !== undefined ? `sub:${subject}` : `ip:${clientKey(request.ip)}`;
 }
 
 /** `envelope=1` asks for every event in an envelope (see `encodeEnvelope`); absent, the plain format. */

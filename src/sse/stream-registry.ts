@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { FastifyReply } from "fastify";
 import { ConnectionLimitError, IpConnectionLimitError } from "../errors.js";
+import { clientKey } from "../limits/client-key.js";
 import { encodeRetry, HEARTBEAT_BYTES } from "./encode.js";
 import { SseStream, type StreamOwner } from "./sse-stream.js";
 
@@ -11,7 +12,7 @@ export interface StreamRegistryOptions {
   maxSubscriberBufferBytes: number;
   /** Open streams, all clients together; 0 for no limit. */
   maxConnections?: number;
-  /** Open streams from one client address (`request.ip`); 0 for no limit. */
+  /** Open streams from one client (`clientKey(request.ip)`: an IPv6 /64 counts as one); 0 for no limit. */
   maxConnectionsPerIp?: number;
   /** Told when a stream is dropped for being too slow. */
   onTooSlow?: (unsentBytes: number) => void;
@@ -98,7 +99,7 @@ export class StreamRegistry implements StreamOwner {
    * connection limit it throws instead (503 or 429, with `Retry-After`) and nothing is opened.
    */
   open(reply: FastifyReply): SseStream {
-    const ip = reply.request.ip;
+    const ip = clientKey(reply.request.ip);
     const fromIp = this.#perIp.get(ip) ?? 0;
     this.#admit(reply, fromIp);
     reply.hijack();

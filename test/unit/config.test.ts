@@ -22,6 +22,7 @@ describe("loadConfig", () => {
       corsOrigin: "*",
       maxBodyBytes: 65_536,
       maxSubscriberBufferBytes: 1_048_576,
+      maxEventBytes: 262_144,
       logLevel: "info",
       broker: "memory",
       historyTtlS: 0,
@@ -51,6 +52,7 @@ describe("loadConfig", () => {
         CORS_ORIGIN: "https://a.example, http://localhost:5173",
         MAX_BODY_BYTES: "1024",
         MAX_SUBSCRIBER_BUFFER_BYTES: "2048",
+        MAX_EVENT_BYTES: "512",
         LOG_LEVEL: "debug",
         BROKER: "redis",
         HISTORY_TTL_S: "3600",
@@ -75,6 +77,7 @@ describe("loadConfig", () => {
       corsOrigin: ["https://a.example", "http://localhost:5173"],
       maxBodyBytes: 1_024,
       maxSubscriberBufferBytes: 2_048,
+      maxEventBytes: 512,
       logLevel: "debug",
       broker: "redis",
       historyTtlS: 3_600,
@@ -89,7 +92,6 @@ describe("loadConfig", () => {
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
     });
-    expect(loadConfig({ TRUST_PROXY: "true" }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
 
@@ -111,7 +113,9 @@ describe("loadConfig", () => {
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
     ["MAX_CONNECTIONS", "-5", "from 0 to"],
     ["MAX_TOPICS_PER_STREAM", "0", "from 1 to"],
-    ["TRUST_PROXY", "proxy.local", "use false, true, a number of proxy hops, or a comma-separated list"],
+    ["MAX_EVENT_BYTES", "100", "from 256 to"],
+    ["TRUST_PROXY", "proxy.local", "use false, a number of proxy hops, or a comma-separated list"],
+    ["TRUST_PROXY", "true", "would let any client choose its own address with X-Forwarded-For"],
   ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
     const load = () => loadConfig({ [name]: value });
     expect(load).toThrow(ConfigError);
@@ -137,5 +141,14 @@ describe("loadConfig: JWT keys", () => {
       expect(load).toThrow(`${name} is invalid: `);
       expect(load).toThrow(reason);
     }
+  });
+
+  it("refuses a MAX_EVENT_BYTES that four events would take past MAX_SUBSCRIBER_BUFFER_BYTES, saying what to raise", () => {
+    const load = () => loadConfig({ MAX_SUBSCRIBER_BUFFER_BYTES: "1048576", MAX_EVENT_BYTES: "262145" });
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow("raise MAX_SUBSCRIBER_BUFFER_BYTES to 1048580 or more, or lower MAX_EVENT_BYTES");
+    expect(loadConfig({ MAX_SUBSCRIBER_BUFFER_BYTES: "1048576", MAX_EVENT_BYTES: "262144" }).maxEventBytes).toBe(
+      262_144,
+    );
   });
 });
