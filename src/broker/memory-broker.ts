@@ -1,13 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { IdConflictError } from "../errors.js";
-import type {
-  Broker,
-  BrokerStatus,
-  EventInput,
-  HistoryResult,
-  PublishResult,
-  StoredEvent,
-  TopicSelection,
+import {
+  BEFORE_FIRST_POS,
+  type Broker,
+  type BrokerStatus,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  posSeq,
+  type StoredEvent,
+  sameContent,
+  seqPos,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
 
@@ -17,18 +21,6 @@ export interface MemoryBrokerOptions {
   historySize: number;
   /** Events older than this many seconds leave history; 0 or absent keeps them. */
   historyTtlS?: number;
-}
-
-/** The position of the event with sequence number `seq`, for engines that number events. */
-export function seqPos(seq: number): string {
-  return String(seq).padStart(16, "0");
-}
-
-/** True when two events carry the same content: what makes a re-publish with the same id harmless. */
-export function sameContent(a: EventInput, b: EventInput): boolean {
-  return (
-    a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry && !a.private === !b.private
-  );
 }
 
 /**
@@ -84,20 +76,22 @@ export class MemoryBroker implements Broker {
     return this.#listeners.add(onEvent);
   }
 
-  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+  async locate(id: string): Promise<Location> {
     this.#expire();
     const newest = this.#seq >= this.#oldest ? this.#at(this.#seq) : undefined;
     const head = newest && { id: newest.id, pos: newest.pos };
-    const from = this.#seqById.get(afterId);
-    if (from === undefined) return { events: [], found: false, head };
-    const wanted = topics === "*" ? undefined : new Set(topics);
+    if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+    const seq = this.#seqById.get(id);
+    return seq === undefined ? { found: false, head } : { found: true, pos: seqPos(seq), head };
+  }
+
+  async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
+    this.#expire();
     const events: StoredEvent[] = [];
-    // The scan is bounded by the ring's size: history is never longer than HISTORY_SIZE.
-    for (let seq = from + 1; seq <= this.#seq && events.length < limit; seq++) {
-      const event = this.#at(seq);
-      if (wanted === undefined || wanted.has(event.topic)) events.push(event);
+    for (let seq = Math.max(posSeq(afterPos) + 1, this.#oldest); seq <= this.#seq && events.length < limit; seq++) {
+      events.push(this.#at(seq));
     }
-    return { events, found: true, afterPos: seqPos(from), head };
+    return events;
   }
 
   status(): BrokerStatus {

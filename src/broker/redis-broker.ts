@@ -1,17 +1,18 @@
 import type { FastifyBaseLogger } from "fastify";
 import { Redis } from "ioredis";
 import { BrokerUnavailableError, IdConflictError, InvalidEventError } from "../errors.js";
-import type {
-  Broker,
-  BrokerStatus,
-  EventInput,
-  HistoryResult,
-  PublishResult,
-  StoredEvent,
-  TopicSelection,
+import {
+  BEFORE_FIRST_POS,
+  type Broker,
+  type BrokerStatus,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  type StoredEvent,
+  sameContent,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
-import { sameContent } from "./memory-broker.js";
 
 /** Options for `RedisBroker`. */
 export interface RedisBrokerOptions {
@@ -41,7 +42,7 @@ const STREAM_ID = /^\d+-\d+$/;
 const PUBLISH_SCRIPT = `
 local stream, pids, pidtimes = KEYS[1], KEYS[2], KEYS[3]
 local pid, topic, event, data, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local maxlen, ttl, private = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local maxlen, ttl, private, alternates = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9]
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
@@ -58,6 +59,7 @@ if event ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = event end
 if retry ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = retry end
 if pid ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = pid end
 if private == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
+if alternates ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = alternates end
 local sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
 if pid ~= '' then
   redis.call('HSET', pids, pid, sid)
@@ -96,6 +98,13 @@ function sidPos(sid: string): string {
   return `${sid.slice(0, dash).padStart(16, "0")}-${sid.slice(dash + 1).padStart(10, "0")}`;
 }
 
+/** The stream id of a position made by `sidPos`. */
+function posSid(pos: string): string {
+  const dash = pos.indexOf("-");
+  const trim = (digits: string) => digits.replace(/^0+(?=\d)/, "");
+  return `${trim(pos.slice(0, dash))}-${trim(pos.slice(dash + 1))}`;
+}
+
 function toStored(sid: string, fields: Fields): StoredEvent {
   const f: Record<string, string> = {};
   for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
@@ -108,6 +117,7 @@ function toStored(sid: string, fields: Fields): StoredEvent {
     ...(f.e !== undefined && { event: f.e }),
     ...(f.r !== undefined && { retry: Number(f.r) }),
     ...(f.x === "1" && { private: true }),
+    ...(f.a !== undefined && { alternates: JSON.parse(f.a) as string[] }),
   };
 }
 
@@ -187,6 +197,7 @@ export class RedisBroker implements Broker {
         this.#historySize,
         this.#ttlMs,
         input.private ? "1" : "",
+        input.alternates === undefined ? "" : JSON.stringify(input.alternates),
       );
     } catch (err) {
       throw unavailable(err);
@@ -213,29 +224,26 @@ export class RedisBroker implements Broker {
     return unsubscribe;
   }
 
-  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+  async locate(id: string): Promise<Location> {
     try {
       const [stream] = this.#keys;
       if (this.#ttlMs > 0) await this.#commands.heraldTrimByAge(stream, this.#ttlMs);
       const last = (await this.#commands.xrevrange(stream, "+", "-", "COUNT", 1)) as Entry[];
       const newest = last[0] && toStored(...last[0]);
       const head = newest && { id: newest.id, pos: newest.pos };
-      const from = await this.#locate(afterId);
-      if (from === undefined) return { events: [], found: false, head };
-      const wanted = topics === "*" ? undefined : new Set(topics);
-      const events: StoredEvent[] = [];
-      let cursor = from;
-      // Bounded by the stream's length, which trimming keeps at HISTORY_SIZE.
-      while (events.length < limit) {
-        const page = (await this.#commands.xrange(stream, `(${cursor}`, "+", "COUNT", PAGE)) as Entry[];
-        for (const [sid, fields] of page) {
-          const event = toStored(sid, fields);
-          if ((wanted === undefined || wanted.has(event.topic)) && events.length < limit) events.push(event);
-          cursor = sid;
-        }
-        if (page.length < PAGE) break;
-      }
-      return { events, found: true, afterPos: sidPos(from), head };
+      if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+      const sid = await this.#locate(id);
+      return sid === undefined ? { found: false, head } : { found: true, pos: sidPos(sid), head };
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
+    try {
+      const start = afterPos === BEFORE_FIRST_POS ? "-" : `(${posSid(afterPos)}`;
+      const page = (await this.#commands.xrange(this.#keys[0], start, "+", "COUNT", limit)) as Entry[];
+      return page.map(([sid, fields]) => toStored(sid, fields));
     } catch (err) {
       throw unavailable(err);
     }

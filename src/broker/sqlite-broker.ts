@@ -3,17 +3,20 @@ import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { BrokerUnavailableError, IdConflictError } from "../errors.js";
-import type {
-  Broker,
-  BrokerStatus,
-  EventInput,
-  HistoryResult,
-  PublishResult,
-  StoredEvent,
-  TopicSelection,
+import {
+  BEFORE_FIRST_POS,
+  type Broker,
+  type BrokerStatus,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  posSeq,
+  type StoredEvent,
+  sameContent,
+  seqPos,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
-import { sameContent, seqPos } from "./memory-broker.js";
 
 /** Options for `SqliteBroker`. */
 export interface SqliteBrokerOptions {
@@ -32,6 +35,7 @@ interface EventRow {
   data: string;
   retry: number | null;
   private: number | null;
+  alternates: string | null;
   time: number;
 }
 
@@ -51,7 +55,8 @@ const SCHEMA = `
     data TEXT NOT NULL,
     retry INTEGER,
     private INTEGER,
-    time INTEGER NOT NULL
+    time INTEGER NOT NULL,
+    alternates TEXT
   );
   CREATE INDEX IF NOT EXISTS events_time ON events (time);
 `;
@@ -66,6 +71,7 @@ function toStored(row: EventRow): StoredEvent {
     ...(row.event !== null && { event: row.event }),
     ...(row.retry !== null && { retry: row.retry }),
     ...(row.private === 1 && { private: true }),
+    ...(row.alternates !== null && { alternates: JSON.parse(row.alternates) as string[] }),
   };
 }
 
@@ -82,7 +88,6 @@ export class SqliteBroker implements Broker {
   readonly #run: string;
   readonly #listeners = new Listeners();
   readonly #statements;
-  readonly #historyByTopicCount = new Map<number, Database.Statement<unknown[], EventRow>>();
   #seq: number;
   #queue: Pending[] = [];
   #commitScheduled = false;
@@ -92,9 +97,10 @@ export class SqliteBroker implements Broker {
     this.#historySize = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     db.exec(SCHEMA);
-    // Files created before private events existed lack the column.
+    // Files created before private events (or alternate topics) existed lack the column.
     const columns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('events')").all();
     if (!columns.some((c) => c.name === "private")) db.exec("ALTER TABLE events ADD COLUMN private INTEGER");
+    if (!columns.some((c) => c.name === "alternates")) db.exec("ALTER TABLE events ADD COLUMN alternates TEXT");
     const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
     let run = getMeta.get("run")?.value;
     if (run === undefined) {
@@ -108,7 +114,7 @@ export class SqliteBroker implements Broker {
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO events (seq, id, topic, event, data, retry, private, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @time)",
+        "INSERT INTO events (seq, id, topic, event, data, retry, private, alternates, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @alternates, @time)",
       ),
       saveSeq: db.prepare(
         "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -116,7 +122,7 @@ export class SqliteBroker implements Broker {
       trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
       trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
-      historyAll: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+      page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
     };
   }
 
@@ -160,18 +166,23 @@ export class SqliteBroker implements Broker {
     return this.#listeners.add(onEvent);
   }
 
-  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+  async locate(id: string): Promise<Location> {
     try {
       this.#trimByAge();
       const newest = this.#statements.head.get();
       const head = newest && { id: newest.id, pos: seqPos(newest.seq) };
-      const from = this.#statements.byId.get(afterId);
-      if (from === undefined) return { events: [], found: false, head };
-      const rows =
-        topics === "*"
-          ? this.#statements.historyAll.all(from.seq, limit)
-          : this.#historyStatement(topics.length).all(from.seq, ...topics, limit);
-      return { events: rows.map(toStored), found: true, afterPos: seqPos(from.seq), head };
+      if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+      const row = this.#statements.byId.get(id);
+      return row === undefined ? { found: false, head } : { found: true, pos: seqPos(row.seq), head };
+    } catch (err) {
+      throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
+    try {
+      this.#trimByAge();
+      return this.#statements.page.all(posSeq(afterPos), limit).map(toStored);
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
     }
@@ -186,16 +197,6 @@ export class SqliteBroker implements Broker {
     this.#commit();
     this.#listeners.clear();
     this.#db.close();
-  }
-
-  #historyStatement(topicCount: number): Database.Statement<unknown[], EventRow> {
-    let statement = this.#historyByTopicCount.get(topicCount);
-    if (statement === undefined) {
-      const marks = new Array(topicCount).fill("?").join(", ");
-      statement = this.#db.prepare(`SELECT * FROM events WHERE seq > ? AND topic IN (${marks}) ORDER BY seq LIMIT ?`);
-      this.#historyByTopicCount.set(topicCount, statement);
-    }
-    return statement;
   }
 
   /** Writes every queued publish in one transaction, then answers each and fans out in id order. */
@@ -255,6 +256,7 @@ export class SqliteBroker implements Broker {
       data: input.data,
       retry: input.retry ?? null,
       private: input.private ? 1 : null,
+      alternates: input.alternates === undefined ? null : JSON.stringify(input.alternates),
       time: event.time,
     });
     return { event, duplicate: false };

@@ -16,7 +16,7 @@ it("SqliteBroker never hands out an id twice across a restart, even after age tr
   const first = SqliteBroker.open({ path, historySize: 100, historyTtlS: 1 });
   const old: StoredEvent[] = [];
   for (let i = 0; i < 3; i++) old.push((await first.publish({ topic: "a", data: `${i}` })).event);
-  await waitFor("history to empty", async () => !(await first.history("*", old[2]?.id ?? "", 10)).found, 5_000);
+  await waitFor("history to empty", async () => !(await first.locate(old[2]?.id ?? "")).found, 5_000);
   await first.close();
   const second = SqliteBroker.open({ path, historySize: 100, historyTtlS: 1 });
   const next = (await second.publish({ topic: "a", data: "after" })).event;
