@@ -23,6 +23,7 @@ import {
   UnsupportedMediaTypeError,
 } from "./errors.js";
 import { Hub } from "./hub/hub.js";
+import { openapiRoutes } from "./openapi.js";
 import {
   bodyError,
   eventsRoutes,
@@ -293,6 +294,8 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
         reply.send(new NotFoundError(request.method, request.url.split("?")[0] ?? request.url));
       });
 
+      // Before the routes: swagger collects them as they are added.
+      await openapiRoutes(app, setup.prefix);
       await app.register(eventsRoutes, {
         hub,
         streams,
