@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchemaValidationError } fr
 import type { JwtVerifier, TokenClaims } from "../auth/jwt-verifier.js";
 import { bearerToken, subscriberToken } from "../auth/request-token.js";
 import type { TokenExpiry } from "../auth/token-expiry.js";
-import type { EventInput } from "../broker/broker.js";
+import type { EventInput, StoredEvent } from "../broker/broker.js";
 import {
   InvalidEventError,
   InvalidQueryError,
@@ -51,7 +51,8 @@ const LONE_SURROGATE = /\p{Cs}/u;
 /** A publisher's id: a field value, but not `<digits>-<digits>`, the form of ids Herald assigns itself (Redis stream ids). */
 const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
 
-interface PublishBody {
+/** A publish body after schema validation (JSON, or a form with its text fields converted). */
+export interface PublishBody {
   topic?: string;
   event?: string;
   data: unknown;
@@ -60,7 +61,8 @@ interface PublishBody {
   private?: boolean;
 }
 
-const publishSchema = {
+/** The schema of a `POST /events` body, shared by the route and the in-process `publish`. */
+export const publishSchema = {
   body: {
     type: "object",
     required: ["data"],
@@ -84,7 +86,7 @@ const FIELD_RULES: Record<string, string> = {
 };
 
 /** Turns the first schema violation into an error that says which field is wrong and what it takes. */
-function bodyError(errors: FastifySchemaValidationError[]): Error {
+export function bodyError(errors: FastifySchemaValidationError[]): Error {
   const first = errors[0];
   const params = first?.params as Record<string, unknown> | undefined;
   if (first?.keyword === "required") {
@@ -122,7 +124,8 @@ function encodeData(data: unknown): string {
   }
 }
 
-function toEventInput(body: PublishBody): EventInput {
+/** A validated body as the broker takes it. */
+export function toEventInput(body: PublishBody): EventInput {
   return {
     topic: body.topic ?? DEFAULT_TOPIC,
     data: encodeData(body.data),
@@ -218,14 +221,29 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
       const { event, duplicate } = await hub.publish(input);
       reply.code(201);
-      return {
-        id: event.id,
-        topic: event.topic,
-        ...(event.event !== undefined && { event: event.event }),
-        ...(event.private && { private: true }),
-        time: new Date(event.time).toISOString(),
-        ...(duplicate && { duplicate: true }),
-      };
+      return publishAnswer(event, duplicate);
     },
   );
+}
+
+/** What a publish answers, over HTTP (`201`) and in process: the stored event's id, topic and time. */
+export interface PublishAnswer {
+  id: string;
+  topic: string;
+  event?: string;
+  private?: true;
+  time: string;
+  duplicate?: true;
+}
+
+/** The answer to a publish of `event`, `duplicate` when it was already in history. */
+export function publishAnswer(event: StoredEvent, duplicate: boolean): PublishAnswer {
+  return {
+    id: event.id,
+    topic: event.topic,
+    ...(event.event !== undefined && { event: event.event }),
+    ...(event.private && { private: true }),
+    time: new Date(event.time).toISOString(),
+    ...(duplicate && { duplicate: true }),
+  };
 }
