@@ -9,13 +9,13 @@ import rateLimit from "@fastify/rate-limit";
 import fastifyStatic from "@fastify/static";
 import Fastify, { type FastifyError, type FastifyInstance } from "fastify";
 import { JwtVerifier, parseJwtKey } from "./auth/jwt-verifier.js";
-import { logRequest } from "./auth/request-token.js";
 import { TokenExpiry } from "./auth/token-expiry.js";
 import type { Broker } from "./broker/broker.js";
 import { createBroker } from "./broker/create-broker.js";
 import type { Config } from "./config.js";
 import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTypeError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
+import { HeraldLogController, loggerOptions } from "./logger.js";
 import { eventsRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -76,7 +76,8 @@ export interface BuildAppOptions {
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { trustProxy } = config;
   const app = Fastify({
-    logger: { level: config.logLevel, serializers: { req: logRequest } },
+    logger: loggerOptions(config),
+    logController: new HeraldLogController(),
     trustProxy: typeof trustProxy === "number" ? (_address: string, hop: number) => hop < trustProxy : trustProxy,
     bodyLimit: config.maxBodyBytes,
     // Strict types: a JSON "retry": "5000" or true is an error, not a silent coercion.

@@ -32,9 +32,10 @@ describe("loadConfig", () => {
       subscriberJwtKey: undefined,
       maxConnections: 10_000,
       maxConnectionsPerIp: 100,
-      publishRateLimit: 6_000,
+      publishRateLimit: 60_000,
       maxTopicsPerStream: 100,
       trustProxy: false,
+      logFormat: "auto",
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -64,6 +65,7 @@ describe("loadConfig", () => {
         PUBLISH_RATE_LIMIT: "60",
         MAX_TOPICS_PER_STREAM: "5",
         TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
+        LOG_FORMAT: "json",
       }),
     ).toEqual({
       port: 8080,
@@ -88,6 +90,7 @@ describe("loadConfig", () => {
       publishRateLimit: 60,
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
+      logFormat: "json",
     });
     expect(loadConfig({ TRUST_PROXY: "true" }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
@@ -109,6 +112,7 @@ describe("loadConfig", () => {
     ["REDIS_URL", "localhost:6379", "use redis://host:port"],
     ["REDIS_PREFIX", "has space", "use 1 to 64 characters"],
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
+    ["LOG_FORMAT", "colour", "use one of auto, pretty, json"],
     ["MAX_CONNECTIONS", "-5", "from 0 to"],
     ["MAX_TOPICS_PER_STREAM", "0", "from 1 to"],
     ["TRUST_PROXY", "proxy.local", "use false, true, a number of proxy hops, or a comma-separated list"],
