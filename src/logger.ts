@@ -33,21 +33,30 @@ export function loggerOptions(config: Config, stdoutIsTty = process.stdout.isTTY
  * Fastify's per-request log lines, moved down: one `debug` line per answered request (method, URL,
  * status, time) in place of two `info` lines, so that at the default level a busy service logs what
  * happens to it rather than every request. Failed requests still log at `error`. A stream's line
- * comes when the stream ends.
+ * comes when it ends, whoever ends it.
  */
 export class HeraldLogController extends LogController {
-  override incomingRequest(): void {}
+  /** Nothing at `info`; at `debug`, a response the client abandons (a stream it left) still gets its line. */
+  override incomingRequest(request: FastifyRequest, reply: FastifyReply): void {
+    if (request.log.level !== "debug" && request.log.level !== "trace") return;
+    reply.raw.once("close", () => {
+      // A finished response had its line from requestCompleted.
+      if (!reply.raw.writableFinished) logLine(request, reply, "when the client left");
+    });
+  }
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    if (error)
+    if (error) {
       reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, "request errored");
-    else {
-      const ms = Math.round(reply.elapsedTime * 10) / 10;
-      const { method, url } = logRequest(request);
-      reply.log.debug(
-        { req: request, res: reply, responseTime: reply.elapsedTime },
-        `${method} ${url} ${reply.statusCode} in ${ms} ms`,
-      );
-    }
+    } else logLine(request, reply, "");
   }
+}
+
+function logLine(request: FastifyRequest, reply: FastifyReply, note: string): void {
+  const ms = Math.round(reply.elapsedTime * 10) / 10;
+  const { method, url } = logRequest(request);
+  reply.log.debug(
+    { req: request, res: reply, responseTime: reply.elapsedTime },
+    `${method} ${url} ${reply.statusCode} in ${ms} ms${note && ` ${note}`}`,
+  );
 }
