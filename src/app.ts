@@ -1,9 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
-import { logRequest } from "./auth/request-token.js";
 import type { Broker } from "./broker/broker.js";
 import type { Config } from "./config.js";
+import { HeraldLogController, loggerOptions } from "./logger.js";
 import { heraldService } from "./plugin.js";
 
 /** What `buildApp` takes besides the config. */
@@ -20,7 +20,8 @@ export interface BuildAppOptions {
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { trustProxy } = config;
   const app = Fastify({
-    logger: { level: config.logLevel, serializers: { req: logRequest } },
+    logger: loggerOptions(config),
+    logController: new HeraldLogController(),
     trustProxy: typeof trustProxy === "number" ? (_address: string, hop: number) => hop < trustProxy : trustProxy,
   });
   await app.register(heraldService(config, options.broker));

@@ -40,6 +40,8 @@ export interface Config {
    * or proxy addresses/CIDRs; never `true`, which would trust what the client itself writes.
    */
   trustProxy: false | number | string;
+  /** Log lines as JSON (for a log pipeline) or pretty (for people); `auto` is pretty when stdout is a terminal. */
+  logFormat: LogFormat;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -48,6 +50,10 @@ export type BrokerKind = (typeof BROKER_KINDS)[number];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
+
+const LOG_FORMATS = ["auto", "pretty", "json"] as const;
+/** How log lines are written: `auto` picks `pretty` on a terminal and `json` otherwise. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** Defaults, as documented in `.env.example` and the README. */
 export const DEFAULT_CONFIG: Readonly<Config> = {
@@ -71,9 +77,10 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   subscriberJwtKey: undefined,
   maxConnections: 10_000,
   maxConnectionsPerIp: 100,
-  publishRateLimit: 6_000,
+  publishRateLimit: 60_000,
   maxTopicsPerStream: 100,
   trustProxy: false,
+  logFormat: "auto",
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -232,5 +239,6 @@ export function loadConfig(env: Env): Config {
     publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
+    logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS, d.logFormat),
   });
 }

@@ -106,7 +106,7 @@ export const BrokerUnavailableError = createError<"HERALD_BROKER_UNAVAILABLE", 5
 
 export const RateLimitedError = createError<"HERALD_RATE_LIMITED", 429, Args<[number, string]>>(
   "HERALD_RATE_LIMITED",
-  "More than %d publishes in a minute from this client (PUBLISH_RATE_LIMIT): retry in %s",
+  "More than %d publishes in a minute from this client (PUBLISH_RATE_LIMIT): retry in %s, or have Herald's operator raise PUBLISH_RATE_LIMIT (0 lifts it)",
   429,
 );
 

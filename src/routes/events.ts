@@ -13,9 +13,10 @@ import {
   TopicForbiddenError,
 } from "../errors.js";
 import type { Hub } from "../hub/hub.js";
-import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
+import { DEFAULT_TOPIC, isValidTopic, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
 import { clientKey } from "../limits/client-key.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import { rejectUnknownQuery } from "./query.js";
 import { resumeId } from "./resume-id.js";
 
 /** Options for the events routes. */
@@ -106,6 +107,21 @@ export function bodyError(errors: FastifySchemaValidationError[]): Error {
   return new InvalidEventError('The body must be a JSON object such as {"topic":"news","data":"hello"}');
 }
 
+/** Form fields an event has once; a form that repeats one (`-d data=x -d data=y`) is refused, not stored as a list. */
+const SINGLE_FIELDS = ["data", "event", "id", "retry", "private"] as const;
+
+function rejectRepeatedFields(body: Record<string, unknown> | undefined): void {
+  for (const name of SINGLE_FIELDS) {
+    const value = body?.[name];
+    if (!Array.isArray(value)) continue;
+    const advice =
+      name === "data"
+        ? "send one data field; data of several lines is one field with newlines in it (curl --data-urlencode $'data=line 1\nline 2')"
+        : `send one ${name} field`;
+    throw new InvalidEventError(`The form has ${value.length} ${name} fields: ${advice}`);
+  }
+}
+
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
 function encodeData(data: unknown): string {
   if (typeof data === "string") {
@@ -149,6 +165,9 @@ function wantsEnvelope(raw: string | string[] | undefined): boolean {
   throw new InvalidQueryError("envelope takes the value 1 (or leave it out for plain events)");
 }
 
+/** The query parameters of `GET /events`; any other is a 400. */
+export const EVENTS_QUERY = ["topic", "lastEventId", "authorization", "envelope"] as const;
+
 /** `GET /events` streams topics; `POST /events` publishes. */
 export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOptions): Promise<void> {
   const { hub, streams, publisher, subscriber, expiry } = options;
@@ -166,6 +185,7 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
     // A HEAD would open a stream that never ends.
     { exposeHeadRoute: false },
     async (request, reply) => {
+      rejectUnknownQuery("GET /events", request.query, EVENTS_QUERY);
       const topics = parseTopicSelection(request.query.topic, options.maxTopicsPerStream);
       const lastEventId = resumeId(request.headers["last-event-id"], request.query.lastEventId);
       const envelope = wantsEnvelope(request.query.envelope);
@@ -207,6 +227,10 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
         // Form fields are all text: let `retry=5000` and `private=true` count as what they spell.
         const body = request.body as unknown as Record<string, unknown> | undefined;
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
+        if (isForm) rejectRepeatedFields(body);
+        if (typeof body?.topic === "string" && !isValidTopic(body.topic)) {
+          throw new InvalidTopicError(JSON.stringify(body.topic.slice(0, 300)));
+        }
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
         }

@@ -33,9 +33,10 @@ describe("loadConfig", () => {
       subscriberJwtKey: undefined,
       maxConnections: 10_000,
       maxConnectionsPerIp: 100,
-      publishRateLimit: 6_000,
+      publishRateLimit: 60_000,
       maxTopicsPerStream: 100,
       trustProxy: false,
+      logFormat: "auto",
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -66,6 +67,7 @@ describe("loadConfig", () => {
         PUBLISH_RATE_LIMIT: "60",
         MAX_TOPICS_PER_STREAM: "5",
         TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
+        LOG_FORMAT: "json",
       }),
     ).toEqual({
       port: 8080,
@@ -91,6 +93,7 @@ describe("loadConfig", () => {
       publishRateLimit: 60,
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
+      logFormat: "json",
     });
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
@@ -111,6 +114,7 @@ describe("loadConfig", () => {
     ["REDIS_URL", "localhost:6379", "use redis://host:port"],
     ["REDIS_PREFIX", "has space", "use 1 to 64 characters"],
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
+    ["LOG_FORMAT", "colour", "use one of auto, pretty, json"],
     ["MAX_CONNECTIONS", "-5", "from 0 to"],
     ["MAX_TOPICS_PER_STREAM", "0", "from 1 to"],
     ["MAX_EVENT_BYTES", "100", "from 256 to"],
