@@ -1,5 +1,4 @@
-import { type IncomingMessage, STATUS_CODES } from "node:http";
-import type { Socket } from "node:net";
+import { STATUS_CODES } from "node:http";
 import { fileURLToPath } from "node:url";
 import cookie from "@fastify/cookie";
 import cors from "@fastify/cors";
@@ -14,6 +13,7 @@ import { TokenExpiry } from "./auth/token-expiry.js";
 import type { Broker } from "./broker/broker.js";
 import { createBroker } from "./broker/create-broker.js";
 import type { Config } from "./config.js";
+import { trackIdleConnections } from "./connections.js";
 import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTypeError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
 import { eventsRoutes } from "./routes/events.js";
@@ -23,6 +23,7 @@ import { statsRoutes } from "./routes/stats.js";
 import { statsStreamRoutes } from "./routes/stats-stream.js";
 import { type TickCounters, ticksRoutes } from "./routes/ticks.js";
 import { StreamRegistry } from "./sse/stream-registry.js";
+import { readTlsFiles, tlsServerOptions } from "./tls.js";
 
 const WEB_ROOT = fileURLToPath(new URL("../web/", import.meta.url));
 
@@ -75,7 +76,9 @@ export interface BuildAppOptions {
  */
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { trustProxy } = config;
+  // With TLS_CERT_FILE: HTTPS, HTTP/2 and HTTP/1.1 on one port.
   const app = Fastify({
+    ...tlsServerOptions(readTlsFiles(config)),
     logger: { level: config.logLevel, serializers: { req: logRequest } },
     trustProxy: typeof trustProxy === "number" ? (_address: string, hop: number) => hop < trustProxy : trustProxy,
     bodyLimit: config.maxBodyBytes,
@@ -169,19 +172,11 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     });
   });
 
-  // Sockets that never sent a request (browsers and undici open them ahead of time) are not
-  // "idle" to Node's server.close(), which would wait for the client to drop them.
-  const unused = new Set<Socket>();
-  app.server.on("connection", (socket: Socket) => {
-    unused.add(socket);
-    socket.once("close", () => unused.delete(socket));
-  });
-  app.server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
-
+  const closeIdleConnections = trackIdleConnections(app.server);
   // Open streams would hold the server open forever: end them before it stops listening.
   app.addHook("preClose", async () => {
     streams.endAll();
-    for (const socket of unused) socket.destroy();
+    closeIdleConnections();
   });
   app.addHook("onClose", async () => {
     expiry.stop();

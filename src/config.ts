@@ -35,6 +35,10 @@ export interface Config {
   maxTopicsPerStream: number;
   /** Fastify's `trustProxy`: whose `X-Forwarded-For` gives the client address. */
   trustProxy: boolean | number | string;
+  /** PEM certificate (chain) file: set with `tlsKeyFile`, Herald serves HTTPS with HTTP/2 and HTTP/1.1. */
+  tlsCertFile: string | undefined;
+  /** PEM private key file of `tlsCertFile`. */
+  tlsKeyFile: string | undefined;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -68,6 +72,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   publishRateLimit: 6_000,
   maxTopicsPerStream: 100,
   trustProxy: false,
+  tlsCertFile: undefined,
+  tlsKeyFile: undefined,
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -174,6 +180,22 @@ function trustProxy(env: Env): Config["trustProxy"] {
   return raw;
 }
 
+/**
+ * `TLS_CERT_FILE` and `TLS_KEY_FILE`, both or neither. Only the paths are checked here: whether
+ * they can be read and hold a matching pair is checked when the server starts (`src/tls.ts`).
+ */
+function tlsFiles(env: Env): Pick<Config, "tlsCertFile" | "tlsKeyFile"> {
+  const cert = env.TLS_CERT_FILE?.trim() || undefined;
+  const key = env.TLS_KEY_FILE?.trim() || undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    const [set, unset] = cert === undefined ? ["TLS_KEY_FILE", "TLS_CERT_FILE"] : ["TLS_CERT_FILE", "TLS_KEY_FILE"];
+    throw new ConfigError(
+      `${set} is set but ${unset} is not: set both (PEM files of the certificate and its private key) to serve HTTPS, or neither for plain HTTP`,
+    );
+  }
+  return { tlsCertFile: cert, tlsKeyFile: key };
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
@@ -206,5 +228,6 @@ export function loadConfig(env: Env): Config {
     publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
+    ...tlsFiles(env),
   };
 }

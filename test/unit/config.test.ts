@@ -35,6 +35,8 @@ describe("loadConfig", () => {
       publishRateLimit: 6_000,
       maxTopicsPerStream: 100,
       trustProxy: false,
+      tlsCertFile: undefined,
+      tlsKeyFile: undefined,
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -64,6 +66,8 @@ describe("loadConfig", () => {
         PUBLISH_RATE_LIMIT: "60",
         MAX_TOPICS_PER_STREAM: "5",
         TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
+        TLS_CERT_FILE: "/etc/herald/cert.pem",
+        TLS_KEY_FILE: "/etc/herald/key.pem",
       }),
     ).toEqual({
       port: 8080,
@@ -88,6 +92,8 @@ describe("loadConfig", () => {
       publishRateLimit: 60,
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
+      tlsCertFile: "/etc/herald/cert.pem",
+      tlsKeyFile: "/etc/herald/key.pem",
     });
     expect(loadConfig({ TRUST_PROXY: "true" }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
@@ -117,6 +123,16 @@ describe("loadConfig", () => {
     expect(load).toThrow(ConfigError);
     expect(load).toThrow(`${name}=${JSON.stringify(value)} is invalid: `);
     expect(load).toThrow(accepts);
+  });
+});
+
+describe("loadConfig: TLS files", () => {
+  it.each([
+    [{ TLS_CERT_FILE: "cert.pem" }, "TLS_CERT_FILE is set but TLS_KEY_FILE is not: set both"],
+    [{ TLS_KEY_FILE: "key.pem" }, "TLS_KEY_FILE is set but TLS_CERT_FILE is not: set both"],
+  ])("refuses one without the other (%o)", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
   });
 });
 
