@@ -1,5 +1,5 @@
-import type { FastifyInstance } from "fastify";
 import { readFileSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
 import pino from "pino";
 import { type Dispatcher, request } from "undici";
 import { type BuildAppOptions, buildApp } from "../../src/app.js";

@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, renameSync } from "node:fs";
-import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import { Agent } from "undici";
 
 /** A self-signed certificate for 127.0.0.1 and localhost, valid one day, made by `openssl`. */
