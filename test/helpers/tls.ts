@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
-import { Agent } from "undici";
+import type { FetchLike } from "eventsource";
+import { Agent, type Dispatcher, fetch as undiciFetch } from "undici";
 
 /** A self-signed certificate for 127.0.0.1 and localhost, valid one day, made by `openssl`. */
 export interface TestCertificate {
@@ -57,4 +58,9 @@ export function peerCertificate(url: string, ca: Buffer[]): Promise<{ fingerprin
     });
     socket.once("error", reject);
   });
+}
+
+/** The `fetch` option of the `eventsource` client that sends its requests through `dispatcher` (HTTP/2 with `tlsAgent`). */
+export function fetchThrough(dispatcher: Dispatcher): FetchLike {
+  return (input, init) => undiciFetch(input, { ...init, dispatcher } as Parameters<typeof undiciFetch>[1]);
 }

@@ -6,7 +6,7 @@ import { buildApp } from "../../src/app.js";
 import { DEFAULT_CONFIG } from "../../src/config.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { openStream } from "../helpers/stream.js";
-import { createCertificate, type TestCertificate, tlsAgent } from "../helpers/tls.js";
+import { createCertificate, fetchThrough, type TestCertificate, tlsAgent } from "../helpers/tls.js";
 import { waitFor } from "../helpers/wait.js";
 
 let certificate: TestCertificate;
@@ -139,7 +139,7 @@ describe("HTTPS with HTTP/2 and HTTP/1.1 on one port", () => {
     await server.publish({ topic: "r", data: "three" });
     const received: { id: string; data: string }[] = [];
     const source = new EventSource(`${server.url}/events?topic=r`, {
-      fetch: (input, init) => fetch(input, { ...init, dispatcher } as RequestInit),
+      fetch: fetchThrough(dispatcher),
     });
     source.onmessage = (e) => received.push({ id: e.lastEventId, data: e.data });
     await new Promise<void>((resolve) => {
@@ -151,7 +151,7 @@ describe("HTTPS with HTTP/2 and HTTP/1.1 on one port", () => {
 
     const resumed: string[] = [];
     const again = new EventSource(`${server.url}/events?topic=r&lastEventId=${encodeURIComponent(first.id)}`, {
-      fetch: (input, init) => fetch(input, { ...init, dispatcher } as RequestInit),
+      fetch: fetchThrough(dispatcher),
     });
     again.onmessage = (e) => resumed.push(e.data);
     await waitFor("the replay", () => resumed.length === 3);

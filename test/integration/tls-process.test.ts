@@ -6,7 +6,7 @@ import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { type HeraldProcess, runHerald } from "../helpers/process.js";
 import { SseParser } from "../helpers/sse-parser.js";
-import { createCertificate, peerCertificate, type TestCertificate, tlsAgent } from "../helpers/tls.js";
+import { createCertificate, fetchThrough, peerCertificate, type TestCertificate, tlsAgent } from "../helpers/tls.js";
 import { waitFor } from "../helpers/wait.js";
 
 const running: HeraldProcess[] = [];
@@ -86,7 +86,7 @@ describe("shutdown over HTTP/2", () => {
     let opens = 0;
     const received: string[] = [];
     const source = new EventSource(`${url}/events?topic=t`, {
-      fetch: (input, init) => fetch(input, { ...init, dispatcher } as RequestInit),
+      fetch: fetchThrough(dispatcher),
     });
     cleanups.push(() => source.close());
     source.onopen = () => opens++;
