@@ -94,6 +94,44 @@ describe("HTTP/2 streams", () => {
     expect(session.closed || session.destroyed).toBe(false);
   });
 
+  it("counts HTTP/2 streams, not connections, against MAX_CONNECTIONS_PER_IP", async () => {
+    server = await startHttps({ maxConnectionsPerIp: 2 });
+    session = connectH2(server.url);
+    const a = h2Stream(session, "/events?topic=l");
+    const b = h2Stream(session, "/events?topic=l");
+    await waitFor("two streams", async () => (await server.stats()).connections === 2);
+    // The third stream on the same connection is refused; the connection and its two streams go on.
+    const third = session.request({ ":path": "/events?topic=l" });
+    const [status, body] = await new Promise<[number, string]>((resolve) => {
+      let text = "";
+      let code = 0;
+      third.on("response", (headers) => {
+        code = Number(headers[":status"]);
+      });
+      third.setEncoding("utf8");
+      third.on("data", (chunk: string) => {
+        text += chunk;
+      });
+      third.on("end", () => resolve([code, text]));
+    });
+    expect(status).toBe(429);
+    expect(JSON.parse(body)).toMatchObject({ code: "HERALD_IP_CONNECTION_LIMIT" });
+    await server.publish({ topic: "l", data: "still here" });
+    await waitFor("both streams to get the event", () => a.parser.events.length === 1 && b.parser.events.length === 1);
+    a.stream.close(constants.NGHTTP2_CANCEL);
+    await waitFor("the slot to free up", async () => (await server.stats()).connections === 1);
+    const c = h2Stream(session, "/events?topic=l");
+    await waitFor("a new stream in the freed slot", () => c.status === 200);
+  });
+
+  it("sends heartbeats on idle HTTP/2 streams", async () => {
+    server = await startHttps({ heartbeatMs: 50 });
+    session = connectH2(server.url);
+    const idle = h2Stream(session, "/events?topic=quiet");
+    await waitFor("three heartbeats", () => idle.parser.comments.length >= 3);
+    expect(idle.parser.events).toEqual([]);
+  });
+
   it("releases a stream the client resets, and every stream of a connection that closes", async () => {
     server = await startHttps();
     session = connectH2(server.url);
