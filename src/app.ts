@@ -1,10 +1,10 @@
-import type { IncomingMessage } from "node:http";
-import type { Socket } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Broker } from "./broker/broker.js";
 import type { Config } from "./config.js";
+import { trackIdleConnections } from "./connections.js";
 import { HeraldLogController, loggerOptions } from "./logger.js";
 import { heraldService } from "./plugin.js";
+import { readTlsFiles, tlsServerOptions } from "./tls.js";
 
 /** What `buildApp` takes besides the config. */
 export interface BuildAppOptions {
@@ -20,22 +20,15 @@ export interface BuildAppOptions {
 export async function buildApp(config: Config, options: BuildAppOptions = {}): Promise<FastifyInstance> {
   const { trustProxy } = config;
   const app = Fastify({
+    ...tlsServerOptions(readTlsFiles(config)),
     logger: loggerOptions(config),
     logController: new HeraldLogController(),
     trustProxy: typeof trustProxy === "number" ? (_address: string, hop: number) => hop < trustProxy : trustProxy,
   });
   await app.register(heraldService(config, options.broker));
 
-  // Sockets that never sent a request (browsers and undici open them ahead of time) are not
-  // "idle" to Node's server.close(), which would wait for the client to drop them.
-  const unused = new Set<Socket>();
-  app.server.on("connection", (socket: Socket) => {
-    unused.add(socket);
-    socket.once("close", () => unused.delete(socket));
-  });
-  app.server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
-  app.addHook("preClose", async () => {
-    for (const socket of unused) socket.destroy();
-  });
+  // After Herald's own preClose, which ends every stream: then idle sockets and HTTP/2 sessions can go.
+  const closeIdleConnections = trackIdleConnections(app.server);
+  app.addHook("preClose", async () => closeIdleConnections());
   return app;
 }

@@ -42,6 +42,10 @@ export interface Config {
   trustProxy: false | number | string;
   /** Log lines as JSON (for a log pipeline) or pretty (for people); `auto` is pretty when stdout is a terminal. */
   logFormat: LogFormat;
+  /** PEM certificate (chain) file: set with `tlsKeyFile`, Herald serves HTTPS with HTTP/2 and HTTP/1.1. */
+  tlsCertFile: string | undefined;
+  /** PEM private key file of `tlsCertFile`. */
+  tlsKeyFile: string | undefined;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -81,6 +85,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   maxTopicsPerStream: 100,
   trustProxy: false,
   logFormat: "auto",
+  tlsCertFile: undefined,
+  tlsKeyFile: undefined,
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -206,6 +212,22 @@ function checkEventFitsBuffer(config: Config): Config {
   return config;
 }
 
+/**
+ * `TLS_CERT_FILE` and `TLS_KEY_FILE`, both or neither. Only the paths are checked here: whether
+ * they can be read and hold a matching pair is checked when the server starts (`src/tls.ts`).
+ */
+function tlsFiles(env: Env): Pick<Config, "tlsCertFile" | "tlsKeyFile"> {
+  const cert = env.TLS_CERT_FILE?.trim() || undefined;
+  const key = env.TLS_KEY_FILE?.trim() || undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    const [set, unset] = cert === undefined ? ["TLS_KEY_FILE", "TLS_CERT_FILE"] : ["TLS_CERT_FILE", "TLS_KEY_FILE"];
+    throw new ConfigError(
+      `${set} is set but ${unset} is not: set both (PEM files of the certificate and its private key) to serve HTTPS, or neither for plain HTTP`,
+    );
+  }
+  return { tlsCertFile: cert, tlsKeyFile: key };
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
@@ -240,5 +262,6 @@ export function loadConfig(env: Env): Config {
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
     logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS, d.logFormat),
+    ...tlsFiles(env),
   });
 }

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from "./config.js";
 import { describeListenError } from "./listen-error.js";
 import { resolveLogFormat } from "./logger.js";
 import { describeStartup, listenUrl, logStartupSummary } from "./startup-summary.js";
+import { reloadCertificateOnSighup } from "./tls.js";
 
 /** Longest a shutdown may take before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 5_000;
@@ -33,7 +34,10 @@ const app = await buildApp(config).catch((err: Error) => {
   console.error(`herald: could not start: ${err.message}`);
   process.exit(1);
 });
-closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+// With TLS, SIGHUP reloads the certificate (see src/tls.ts) instead of stopping Herald.
+const tls = config.tlsCertFile !== undefined;
+if (tls) reloadCertificateOnSighup(app, config);
+closeWithGrace({ delay: SHUTDOWN_GRACE_MS, skip: tls ? ["SIGHUP"] : [] }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, "shutting down after an error");
   else app.log.info({ signal }, "shutting down");
   await app.close();

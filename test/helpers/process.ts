@@ -29,7 +29,7 @@ export function runHerald(env: Record<string, string>, cwd = mkdtempSync(join(tm
   const url = new Promise<string>((resolveUrl, reject) => {
     child.stdout?.on("data", (chunk) => {
       stdout += chunk;
-      const match = /listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
+      const match = /listening at (https?:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
       if (match?.[1]) resolveUrl(match[1]);
     });
     child.once("exit", () => reject(new Error(`herald exited before listening:\n${stderr}`)));

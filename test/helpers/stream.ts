@@ -1,4 +1,4 @@
-import { request } from "undici";
+import { type Dispatcher, request } from "undici";
 import { type ParsedEvent, SseParser } from "./sse-parser.js";
 
 export interface OpenStream {
@@ -20,10 +20,14 @@ export interface OpenStream {
   close(): void;
 }
 
-/** Opens an event stream with undici and parses it with the spec-following parser. */
-export async function openStream(url: string, headers: Record<string, string> = {}): Promise<OpenStream> {
+/** Opens an event stream with undici (through `dispatcher` if given) and parses it with the spec-following parser. */
+export async function openStream(
+  url: string,
+  headers: Record<string, string> = {},
+  dispatcher?: Dispatcher,
+): Promise<OpenStream> {
   const abort = new AbortController();
-  const res = await request(url, { headers, signal: abort.signal });
+  const res = await request(url, { headers, signal: abort.signal, dispatcher });
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const waiters = new Set<() => void>();

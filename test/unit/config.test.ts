@@ -37,6 +37,8 @@ describe("loadConfig", () => {
       maxTopicsPerStream: 100,
       trustProxy: false,
       logFormat: "auto",
+      tlsCertFile: undefined,
+      tlsKeyFile: undefined,
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -68,6 +70,8 @@ describe("loadConfig", () => {
         MAX_TOPICS_PER_STREAM: "5",
         TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
         LOG_FORMAT: "json",
+        TLS_CERT_FILE: "/etc/herald/cert.pem",
+        TLS_KEY_FILE: "/etc/herald/key.pem",
       }),
     ).toEqual({
       port: 8080,
@@ -94,6 +98,8 @@ describe("loadConfig", () => {
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
       logFormat: "json",
+      tlsCertFile: "/etc/herald/cert.pem",
+      tlsKeyFile: "/etc/herald/key.pem",
     });
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
@@ -125,6 +131,16 @@ describe("loadConfig", () => {
     expect(load).toThrow(ConfigError);
     expect(load).toThrow(`${name}=${JSON.stringify(value)} is invalid: `);
     expect(load).toThrow(accepts);
+  });
+});
+
+describe("loadConfig: TLS files", () => {
+  it.each([
+    [{ TLS_CERT_FILE: "cert.pem" }, "TLS_CERT_FILE is set but TLS_KEY_FILE is not: set both"],
+    [{ TLS_KEY_FILE: "key.pem" }, "TLS_KEY_FILE is set but TLS_CERT_FILE is not: set both"],
+  ])("refuses one without the other (%o)", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
   });
 });
 
