@@ -40,6 +40,8 @@ export interface Config {
    * or proxy addresses/CIDRs; never `true`, which would trust what the client itself writes.
    */
   trustProxy: false | number | string;
+  /** Mercure's subscriptions API and subscription updates (presence); needs `subscriberJwtKey`. */
+  subscriptions: boolean;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -74,6 +76,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   publishRateLimit: 6_000,
   maxTopicsPerStream: 100,
   trustProxy: false,
+  subscriptions: false,
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -199,6 +202,17 @@ function checkEventFitsBuffer(config: Config): Config {
   return config;
 }
 
+function subscriptions(env: Env, subscriberJwtKey: string | undefined): boolean {
+  const on = oneOf(env, "SUBSCRIPTIONS", ["true", "false"], "false") === "true";
+  if (on && subscriberJwtKey === undefined) {
+    // Subscription updates are private and the list shows tokens' payloads: only tokens may read them.
+    throw new ConfigError(
+      "SUBSCRIPTIONS=true needs SUBSCRIBER_JWT_KEY: subscription updates are private and the subscriptions API is read with a subscriber token. Set SUBSCRIBER_JWT_KEY, or SUBSCRIPTIONS=false",
+    );
+  }
+  return on;
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
@@ -232,5 +246,6 @@ export function loadConfig(env: Env): Config {
     publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
+    subscriptions: subscriptions(env, jwtKey(env, "SUBSCRIBER_JWT_KEY")),
   });
 }
