@@ -122,30 +122,12 @@ export function queryEscape(text: string): string {
   return out;
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
 /**
- * The inverse of `queryEscape` (Go's `url.QueryUnescape`): `+` is a space, `%XX` a byte.
- * `undefined` for a malformed escape or bytes that are not UTF-8.
+ * The inverse of `queryEscape` (Go's `url.QueryUnescape`): `+` is a space, `%XX` a byte. Throws a
+ * `URIError` for a malformed escape; Fastify's router refuses such URLs (400) before any handler.
  */
-export function queryUnescape(text: string): string | undefined {
-  if (!text.includes("%") && !text.includes("+")) return text;
-  const bytes: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i] as string;
-    if (char === "+") bytes.push(0x20);
-    else if (char === "%") {
-      const hex = text.slice(i + 1, i + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
-      bytes.push(Number.parseInt(hex, 16));
-      i += 2;
-    } else bytes.push(...Buffer.from(char, "utf8"));
-  }
-  try {
-    return UTF8.decode(Uint8Array.from(bytes));
-  } catch {
-    return undefined;
-  }
+export function queryUnescape(text: string): string {
+  return decodeURIComponent(text.replaceAll("+", " "));
 }
 
 /** A subscription's id, which is also the topic of its updates. */
