@@ -103,23 +103,24 @@ export interface PresenceRegistryOptions {
 /** Reaped subscribers are announced this many updates at a time, so a dead node's thousands do not flood the broker at once. */
 const REAPED_CONCURRENCY = 64;
 
-const UNRESERVED = /[A-Za-z0-9\-_.~]/;
-const HEX = "0123456789ABCDEF";
+/** What `encodeURIComponent` leaves alone but Go's `url.QueryEscape` escapes. */
+const NOT_IN_GO = /[!'()*]/g;
+/** Under the `u` flag a well-formed surrogate pair is one code point and does not match. */
+const LONE_SURROGATE = /\p{Cs}/gu;
 
 /**
  * Escapes text the way Go's `url.QueryEscape` does, which v0.24.2 uses for both parts of a
  * subscription id: UTF-8 bytes outside `A-Z a-z 0-9 - _ . ~` become `%XX` (upper-case hex) and a
- * space becomes `+`.
+ * space becomes `+`. (A lone UTF-16 surrogate, which has no UTF-8 form, is escaped as U+FFFD.)
  */
 export function queryEscape(text: string): string {
-  let out = "";
-  for (const byte of Buffer.from(text, "utf8")) {
-    const char = String.fromCharCode(byte);
-    if (byte < 0x80 && UNRESERVED.test(char)) out += char;
-    else if (byte === 0x20) out += "+";
-    else out += `%${HEX[byte >> 4]}${HEX[byte & 15]}`;
+  let escaped: string;
+  try {
+    escaped = encodeURIComponent(text);
+  } catch {
+    escaped = encodeURIComponent(text.replace(LONE_SURROGATE, "\uFFFD"));
   }
-  return out;
+  return escaped.replace(NOT_IN_GO, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).replaceAll("%20", "+");
 }
 
 /**
