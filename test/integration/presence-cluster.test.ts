@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { RedisBroker } from "../../src/broker/redis-broker.js";
+import { PresenceRegistry } from "../../src/mercure/presence.js";
 import { RedisPresenceStore, type RedisPresenceStoreOptions } from "../../src/mercure/presence-redis.js";
 import {
   getSubscriptions,
@@ -85,6 +86,32 @@ describe("presence across a Redis cluster", () => {
       "bob's four updates",
       (s) => subscriptionUpdates(s).filter((u) => u.document.subscriber === "urn:uuid:bob").length === 4,
     );
+  });
+
+  it("shows a change on every node's list before it publishes the update announcing it", async () => {
+    const prefix = cluster();
+    const a = await node(prefix);
+    const seen: string[] = [];
+    const b = new PresenceRegistry({
+      // When b announces, ask a (another node, over Redis) whether the change is visible yet.
+      publish: async (input) => {
+        const active = (JSON.parse(input.data) as { active: boolean }).active;
+        const listed = (await a.presence.list({ subscriber: "urn:uuid:bob" })).length > 0;
+        seen.push(`${active ? "start" : "end"}: ${listed ? "listed" : "not listed"}`);
+      },
+      log: silentLogger,
+      store: new RedisPresenceStore({ url: REDIS_URL, prefix, log: silentLogger }),
+    });
+    await b.start();
+    try {
+      const leave = b.join({ subscriber: "urn:uuid:bob", topics: ["news"] });
+      await waitFor("the start", () => seen.length === 1);
+      leave();
+      await waitFor("the end", () => seen.length === 2);
+      expect(seen).toEqual(["start: listed", "end: not listed"]);
+    } finally {
+      await b.close();
+    }
   });
 
   it("drops a killed node's subscribers from the lists and announces their end once, within the bound", async () => {
