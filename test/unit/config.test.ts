@@ -36,6 +36,7 @@ describe("loadConfig", () => {
       publishRateLimit: 6_000,
       maxTopicsPerStream: 100,
       trustProxy: false,
+      subscriptions: false,
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -66,6 +67,7 @@ describe("loadConfig", () => {
         PUBLISH_RATE_LIMIT: "60",
         MAX_TOPICS_PER_STREAM: "5",
         TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
+        SUBSCRIPTIONS: "true",
       }),
     ).toEqual({
       port: 8080,
@@ -91,6 +93,7 @@ describe("loadConfig", () => {
       publishRateLimit: 60,
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
+      subscriptions: true,
     });
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
