@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from "fastify";
-import type { EventInput } from "../broker/broker.js";
+import { type Broker, EARLIEST_ID, type EventInput } from "../broker/broker.js";
 import type { Config } from "../config.js";
 
 /**
@@ -338,4 +338,12 @@ export async function createPresence(config: Config, options: CreatePresenceOpti
   const registry = new PresenceRegistry({ ...options, ...(store !== undefined && { store }) });
   await registry.start();
   return registry;
+}
+
+/**
+ * The `lastEventId` the subscriptions routes need: the id of the newest event in the broker's
+ * whole history (on Redis, the cluster's), `earliest` when history is empty.
+ */
+export function newestEventId(broker: Pick<Broker, "locate">): () => Promise<string> {
+  return async () => (await broker.locate(EARLIEST_ID)).head?.id ?? EARLIEST_ID;
 }

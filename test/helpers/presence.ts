@@ -4,7 +4,7 @@ import { buildApp } from "../../src/app.js";
 import { JwtVerifier, parseJwtKey } from "../../src/auth/jwt-verifier.js";
 import type { Broker, EventInput } from "../../src/broker/broker.js";
 import { DEFAULT_CONFIG } from "../../src/config.js";
-import { PresenceRegistry, type PresenceStore } from "../../src/mercure/presence.js";
+import { newestEventId, PresenceRegistry, type PresenceStore } from "../../src/mercure/presence.js";
 import { subscriptionsRoutes } from "../../src/mercure/subscriptions-routes.js";
 import type { Envelope } from "../../src/sse/envelope.js";
 import { silentLogger } from "./server.js";
@@ -25,7 +25,7 @@ export interface PresenceApp {
 /**
  * Builds Herald on `broker` (closed with the app) with `SUBSCRIBER_JWT_KEY` set, a presence
  * registry publishing through the broker (so the hub streams its updates), and the subscriptions
- * routes; listens on 127.0.0.1, port 0. `lastEventID` is the id of the registry's last update.
+ * routes; listens on 127.0.0.1, port 0. `lastEventID` is the newest event in the broker.
  */
 export async function startPresenceApp(broker: Broker, store?: PresenceStore): Promise<PresenceApp> {
   const app = await buildApp(
@@ -39,14 +39,11 @@ export async function startPresenceApp(broker: Broker, store?: PresenceStore): P
     },
     { broker },
   );
-  let last = "earliest";
   const published: EventInput[] = [];
   const presence = new PresenceRegistry({
-    publish: async (input) => {
+    publish: (input) => {
       published.push(input);
-      const result = await broker.publish(input);
-      last = result.event.id;
-      return result;
+      return broker.publish(input);
     },
     log: silentLogger,
     ...(store !== undefined && { store }),
@@ -55,7 +52,7 @@ export async function startPresenceApp(broker: Broker, store?: PresenceStore): P
   await app.register(subscriptionsRoutes, {
     presence,
     subscriber: new JwtVerifier(parseJwtKey(SECRET), { keyName: "SUBSCRIBER_JWT_KEY", role: "subscribe" }),
-    lastEventId: async () => last,
+    lastEventId: newestEventId(broker),
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();

@@ -86,6 +86,12 @@ describe("presence across a Redis cluster", () => {
       "bob's four updates",
       (s) => subscriptionUpdates(s).filter((u) => u.document.subscriber === "urn:uuid:bob").length === 4,
     );
+    await watcher.until("ann's update too", (s) => subscriptionUpdates(s).length === 5);
+    // lastEventID (and the ETag) is the cluster's newest event, wherever it was published.
+    const newest = watcher.events.at(-1)?.lastEventId;
+    const listed = await getSubscriptions(`${a.url}${PATH}`);
+    expect(listed.json).toMatchObject({ lastEventID: newest });
+    expect(listed.headers.etag).toBe(newest);
   });
 
   it("shows a change on every node's list before it publishes the update announcing it", async () => {
