@@ -59,6 +59,19 @@ async function commandsProcessed() {
   return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
 }
 
+/** redis-server's CPU time so far, in ms. */
+async function redisCpuMs() {
+  const info = await admin.info("cpu");
+  const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1]);
+  return (field("used_cpu_user") + field("used_cpu_sys")) * 1000;
+}
+
+/** This process's CPU time so far, in ms. */
+function nodeCpuMs() {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
 
 /** Resolves when `count()` reaches `target`, or rejects after DEADLINE_MS. */
@@ -96,6 +109,8 @@ async function storm({ engine, updates, perTurn }) {
   await presence.start();
   const trips0 = store?.roundTrips ?? 0;
   const commands0 = await commandsProcessed();
+  const redisCpu0 = await redisCpuMs();
+  const nodeCpu0 = nodeCpuMs();
 
   const leaves = [];
   const joinStart = performance.now();
@@ -105,8 +120,10 @@ async function storm({ engine, updates, perTurn }) {
   }
   await until("joins announced", () => announced, N * TOPICS.length);
   const joinMs = performance.now() - joinStart;
+  const nodeCpu1 = nodeCpuMs();
   const trips1 = store?.roundTrips ?? 0;
   const commands1 = await commandsProcessed();
+  const redisCpu1 = await redisCpuMs();
 
   // A second node's view: how long one full list of N takes.
   let listMs;
@@ -128,8 +145,10 @@ async function storm({ engine, updates, perTurn }) {
   }
   await until("leaves announced", () => announced, 2 * N * TOPICS.length);
   const leaveMs = performance.now() - leaveStart;
+  const nodeCpu2 = nodeCpuMs();
   const trips2 = store?.roundTrips ?? 0;
   const commands2 = await commandsProcessed();
+  const redisCpu2 = await redisCpuMs();
   await presence.close();
   await broker?.close();
   return {
@@ -140,6 +159,11 @@ async function storm({ engine, updates, perTurn }) {
     joinCommands: (commands1 - commands0 - 1) / N,
     leaveCommands: (commands2 - commands1 - 1) / N,
     joinTrips: (trips1 - trips0) / N,
+    // CPU per 1,000 joins (then leaves): this process (registry, broker client, harness) and redis-server.
+    joinNodeCpu: ((nodeCpu1 - nodeCpu0) / N) * 1000,
+    leaveNodeCpu: ((nodeCpu2 - nodeCpu1) / N) * 1000,
+    joinRedisCpu: ((redisCpu1 - redisCpu0) / N) * 1000,
+    leaveRedisCpu: ((redisCpu2 - redisCpu1) / N) * 1000,
     leaveTrips: (trips2 - trips1) / N,
   };
 }
@@ -162,8 +186,24 @@ for (const perTurn of PER_TURN) {
     const runs = [];
     for (let r = 0; r < REPEAT; r++) runs.push(await storm({ engine, updates, perTurn }));
     const m = (key) => median(runs.map((run) => run[key]).filter((v) => v !== undefined));
+    const redis = engine === "redis";
     rows.push(
-      `| ${perTurn} | ${engine === "redis" ? "Redis (cluster-wide)" : "local"} | ${updates === "none" ? "counted only" : engine === "redis" ? "RedisBroker" : "MemoryBroker"} | ${fmt(m("joinMs"))} | ${fmt((N / m("joinMs")) * 1000)} | ${engine === "redis" ? fmt(m("joinTrips"), 3) : "–"} | ${engine === "redis" ? fmt(m("joinCommands"), 3) : "–"} | ${fmt(m("leaveMs"))} | ${engine === "redis" ? fmt(m("leaveTrips"), 3) : "–"} | ${engine === "redis" ? fmt(m("leaveCommands"), 3) : "–"} | ${fmt(m("listMs"))} |`,
+      [
+        perTurn,
+        redis ? "Redis (cluster-wide)" : "local",
+        updates === "none" ? "counted only" : redis ? "RedisBroker" : "MemoryBroker",
+        fmt(m("joinMs")),
+        fmt(m("joinNodeCpu")),
+        redis ? fmt(m("joinRedisCpu")) : "–",
+        redis ? fmt(m("joinTrips"), 3) : "–",
+        redis ? fmt(m("joinCommands"), 3) : "–",
+        fmt(m("leaveMs")),
+        fmt(m("leaveNodeCpu")),
+        redis ? fmt(m("leaveRedisCpu")) : "–",
+        redis ? fmt(m("leaveTrips"), 3) : "–",
+        redis ? fmt(m("leaveCommands"), 3) : "–",
+        fmt(m("listMs")),
+      ].join(" | "),
     );
   }
 }
@@ -177,10 +217,10 @@ console.log(
 );
 console.log(`Load average (1, 5, 15 min): ${loadBefore} before, ${loadAfter} after.\n`);
 console.log(
-  "| joins per turn | registry | updates published to | N joins (ms) | joins/s | Redis round trips per join | Redis commands per join | N leaves (ms) | round trips per leave | commands per leave | list of N from another node (ms) |",
+  "| joins per turn | registry | updates published to | N joins, wall (ms) | Node CPU ms per 1,000 joins | Redis CPU ms per 1,000 joins | Redis round trips per join | Redis commands per join | N leaves, wall (ms) | Node CPU ms per 1,000 leaves | Redis CPU ms per 1,000 leaves | round trips per leave | commands per leave | list of N from another node (ms) |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-for (const row of rows) console.log(row);
+console.log(`|${" --- |".repeat(14)}`);
+for (const row of rows) console.log(`| ${row} |`);
 
 await admin.quit();
 redisServer.kill("SIGTERM");
