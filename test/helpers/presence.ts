@@ -23,7 +23,8 @@ export interface PresenceApp {
 }
 
 /**
- * Builds Herald on `broker` (closed with the app) with `SUBSCRIBER_JWT_KEY` set, a presence
+ * Builds Herald on `broker` (closed with the app) with `SUBSCRIBER_JWT_KEY` set (and `SUBSCRIPTIONS`
+ * off, so an app that wires presence itself does not register the routes twice), a presence
  * registry publishing through the broker (so the hub streams its updates), and the subscriptions
  * routes; listens on 127.0.0.1, port 0. `lastEventID` is the newest event in the broker.
  */
@@ -33,7 +34,6 @@ export async function startPresenceApp(broker: Broker, store?: PresenceStore): P
       ...DEFAULT_CONFIG,
       logLevel: "silent",
       subscriberJwtKey: SECRET,
-      subscriptions: true,
       host: "127.0.0.1",
       port: 0,
     },
