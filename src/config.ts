@@ -46,6 +46,8 @@ export interface Config {
   tlsCertFile: string | undefined;
   /** PEM private key file of `tlsCertFile`. */
   tlsKeyFile: string | undefined;
+  /** Mercure's subscriptions API and subscription updates (presence); needs `subscriberJwtKey`. */
+  subscriptions: boolean;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -87,6 +89,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   logFormat: "auto",
   tlsCertFile: undefined,
   tlsKeyFile: undefined,
+  subscriptions: false,
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -228,6 +231,17 @@ function tlsFiles(env: Env): Pick<Config, "tlsCertFile" | "tlsKeyFile"> {
   return { tlsCertFile: cert, tlsKeyFile: key };
 }
 
+function subscriptions(env: Env, subscriberJwtKey: string | undefined): boolean {
+  const on = oneOf(env, "SUBSCRIPTIONS", ["true", "false"], "false") === "true";
+  if (on && subscriberJwtKey === undefined) {
+    // Subscription updates are private and the list shows tokens' payloads: only tokens may read them.
+    throw new ConfigError(
+      "SUBSCRIPTIONS=true needs SUBSCRIBER_JWT_KEY: subscription updates are private and the subscriptions API is read with a subscriber token. Set SUBSCRIBER_JWT_KEY, or SUBSCRIPTIONS=false",
+    );
+  }
+  return on;
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
@@ -263,5 +277,6 @@ export function loadConfig(env: Env): Config {
     trustProxy: trustProxy(env),
     logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS, d.logFormat),
     ...tlsFiles(env),
+    subscriptions: subscriptions(env, jwtKey(env, "SUBSCRIBER_JWT_KEY")),
   });
 }

@@ -122,6 +122,12 @@ export const ConnectionLimitError = createError<"HERALD_CONNECTION_LIMIT", 503, 
   503,
 );
 
+export const SubscriptionNotFoundError = createError<"HERALD_SUBSCRIPTION_NOT_FOUND", 404, Args<[string, string]>>(
+  "HERALD_SUBSCRIPTION_NOT_FOUND",
+  "No active subscription of subscriber %s to the topic selector %s: GET /.well-known/mercure/subscriptions lists the active ones",
+  404,
+);
+
 /** Every registered error constructor, for the test that checks the README table. */
 export const ERRORS = [
   InvalidJsonError,
@@ -143,4 +149,5 @@ export const ERRORS = [
   IpConnectionLimitError,
   ConnectionLimitError,
   BrokerUnavailableError,
+  SubscriptionNotFoundError,
 ] as const;

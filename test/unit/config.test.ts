@@ -39,6 +39,7 @@ describe("loadConfig", () => {
       logFormat: "auto",
       tlsCertFile: undefined,
       tlsKeyFile: undefined,
+      subscriptions: false,
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -72,6 +73,7 @@ describe("loadConfig", () => {
         LOG_FORMAT: "json",
         TLS_CERT_FILE: "/etc/herald/cert.pem",
         TLS_KEY_FILE: "/etc/herald/key.pem",
+        SUBSCRIPTIONS: "true",
       }),
     ).toEqual({
       port: 8080,
@@ -100,6 +102,7 @@ describe("loadConfig", () => {
       logFormat: "json",
       tlsCertFile: "/etc/herald/cert.pem",
       tlsKeyFile: "/etc/herald/key.pem",
+      subscriptions: true,
     });
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
