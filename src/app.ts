@@ -88,6 +88,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     broker,
     replayLimit: config.historySize,
     maxPendingBytes: config.maxSubscriberBufferBytes,
+    replayDrainTimeoutMs: config.replayDrainTimeoutMs,
     log: app.log,
   });
   const streams = new StreamRegistry({

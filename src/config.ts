@@ -13,6 +13,8 @@ export interface Config {
   corsOrigin: "*" | string[];
   maxBodyBytes: number;
   maxSubscriberBufferBytes: number;
+  /** A Last-Event-ID replay whose client takes no batch for this long is closed; it resumes by id. */
+  replayDrainTimeoutMs: number;
   logLevel: LogLevel;
   /** Where history lives: this process (`memory`), a SQLite file (`sqlite`), or Redis, shared by a cluster (`redis`). */
   broker: BrokerKind;
@@ -55,6 +57,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   corsOrigin: "*",
   maxBodyBytes: 65_536,
   maxSubscriberBufferBytes: 1_048_576,
+  replayDrainTimeoutMs: 10_000,
   logLevel: "info",
   broker: "memory",
   historyTtlS: 0,
@@ -193,6 +196,7 @@ export function loadConfig(env: Env): Config {
       1_024,
       1_073_741_824,
     ),
+    replayDrainTimeoutMs: integer(env, "REPLAY_DRAIN_TIMEOUT_MS", d.replayDrainTimeoutMs, 100, 3_600_000),
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, d.logLevel),
     broker: oneOf(env, "BROKER", BROKER_KINDS, d.broker),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 31_536_000),

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { BrokerUnavailableError, IdConflictError } from "../errors.js";
+import { BrokerUnavailableError, IdConflictError, IdRetiredError } from "../errors.js";
 import {
   BEFORE_FIRST_POS,
   type Broker,
@@ -12,6 +12,7 @@ import {
   type Location,
   type PublishResult,
   posSeq,
+  retiredIdCapacity,
   type StoredEvent,
   sameContent,
   seqPos,
@@ -25,6 +26,8 @@ export interface SqliteBrokerOptions {
   historySize: number;
   /** Events older than this many seconds leave history; 0 or absent keeps them. */
   historyTtlS?: number;
+  /** The clock that stamps events and ages them (ms since epoch); `Date.now` unless a test steps it. */
+  now?: () => number;
 }
 
 interface EventRow {
@@ -59,6 +62,8 @@ const SCHEMA = `
     alternates TEXT
   );
   CREATE INDEX IF NOT EXISTS events_time ON events (time);
+  CREATE TABLE IF NOT EXISTS retired (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+  CREATE INDEX IF NOT EXISTS retired_seq ON retired (seq);
 `;
 
 function toStored(row: EventRow): StoredEvent {
@@ -79,12 +84,16 @@ function toStored(row: EventRow): StoredEvent {
  * Durable history on one machine, in a SQLite file. A publish resolves only once its transaction
  * is committed and synced to disk (WAL, `synchronous=FULL`); publishes that arrive in the same
  * turn of the event loop share one transaction and one sync. Ids are `<database>-<sequence>` and
- * stay ordered across restarts. One process only: the file is locked while open.
+ * stay ordered across restarts; the ids that left history are remembered (a bounded number, in the
+ * file) and refused to new events. History is trimmed from its oldest end only, by size and by
+ * age. One process only: the file is locked while open.
  */
 export class SqliteBroker implements Broker {
   readonly #db: Database.Database;
   readonly #historySize: number;
   readonly #ttlMs: number;
+  readonly #retiredCapacity: number;
+  readonly #now: () => number;
   readonly #run: string;
   readonly #listeners = new Listeners();
   readonly #statements;
@@ -96,6 +105,8 @@ export class SqliteBroker implements Broker {
     this.#db = db;
     this.#historySize = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
+    this.#retiredCapacity = retiredIdCapacity(options.historySize);
+    this.#now = options.now ?? Date.now;
     db.exec(SCHEMA);
     // Files created before private events (or alternate topics) existed lack the column.
     const columns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('events')").all();
@@ -119,8 +130,15 @@ export class SqliteBroker implements Broker {
       saveSeq: db.prepare(
         "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
-      trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
-      trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
+      retire: db.prepare("INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ?"),
+      trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
+      forget: db.prepare(
+        "DELETE FROM retired WHERE seq <= (SELECT seq FROM retired ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+      ),
+      isRetired: db.prepare<[string], { seq: number }>("SELECT seq FROM retired WHERE id = ?"),
+      // History order, not time order: a clock stepped back must not make an event in the middle look old.
+      firstYoung: db.prepare<[number], { seq: number }>("SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1"),
+      tail: db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM events"),
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
       page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
     };
@@ -211,7 +229,7 @@ export class SqliteBroker implements Broker {
       this.#db.transaction(() => {
         for (const { input } of batch) outcomes.push(this.#insert(input));
         this.#statements.saveSeq.run(String(this.#seq));
-        this.#statements.trimBySize.run(this.#seq - this.#historySize);
+        this.#trimThrough(this.#seq - this.#historySize);
         this.#trimByAge();
       })();
     } catch (err) {
@@ -240,14 +258,18 @@ export class SqliteBroker implements Broker {
           ? { event: stored, duplicate: true }
           : new IdConflictError(JSON.stringify(input.id));
       }
+      if (this.#statements.isRetired.get(input.id) !== undefined) return new IdRetiredError(JSON.stringify(input.id));
     }
     const seq = ++this.#seq;
     let id = input.id ?? `${this.#run}-${seq}`;
     // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
-    while (input.id === undefined && this.#statements.byId.get(id) !== undefined) {
+    while (
+      input.id === undefined &&
+      (this.#statements.byId.get(id) !== undefined || this.#statements.isRetired.get(id) !== undefined)
+    ) {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
-    const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
+    const event: StoredEvent = { ...input, id, time: this.#now(), pos: seqPos(seq) };
     this.#statements.insert.run({
       seq,
       id,
@@ -262,7 +284,20 @@ export class SqliteBroker implements Broker {
     return { event, duplicate: false };
   }
 
+  /** Drops the events older than the age limit from the oldest end, up to the first younger one. */
   #trimByAge(): void {
-    if (this.#ttlMs > 0) this.#statements.trimByAge.run(Date.now() - this.#ttlMs);
+    if (this.#ttlMs === 0) return;
+    const young = this.#statements.firstYoung.get(this.#now() - this.#ttlMs);
+    const through = young === undefined ? this.#statements.tail.get()?.seq : young.seq - 1;
+    if (through != null) this.#trimThrough(through);
+  }
+
+  /** Drops the events up to `seq` from history, remembering their ids (a bounded number of them). */
+  #trimThrough(seq: number): void {
+    this.#db.transaction(() => {
+      if (this.#statements.retire.run(seq).changes === 0) return;
+      this.#statements.trim.run(seq);
+      this.#statements.forget.run(this.#retiredCapacity);
+    })();
   }
 }
