@@ -61,7 +61,7 @@ const SCHEMA = `
     time INTEGER NOT NULL,
     alternates TEXT
   );
-  CREATE INDEX IF NOT EXISTS events_time ON events (time);
+  DROP INDEX IF EXISTS events_time;
   CREATE TABLE IF NOT EXISTS retired (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS retired_seq ON retired (seq);
 `;
@@ -136,8 +136,11 @@ export class SqliteBroker implements Broker {
         "DELETE FROM retired WHERE seq <= (SELECT seq FROM retired ORDER BY seq DESC LIMIT 1 OFFSET ?)",
       ),
       isRetired: db.prepare<[string], { seq: number }>("SELECT seq FROM retired WHERE id = ?"),
-      // History order, not time order: a clock stepped back must not make an event in the middle look old.
-      firstYoung: db.prepare<[number], { seq: number }>("SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1"),
+      // In history order, not time order: a clock stepped back must not make an event in the middle
+      // look old. NOT INDEXED: a scan from the oldest row stops at the first young one.
+      firstYoung: db.prepare<[number], { seq: number }>(
+        "SELECT seq FROM events NOT INDEXED WHERE time >= ? ORDER BY seq LIMIT 1",
+      ),
       tail: db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM events"),
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
       page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
