@@ -73,6 +73,12 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   trustProxy: false,
 };
 
+/**
+ * Longest a shutdown may take before the process exits anyway (`main.ts`). A successor that finds
+ * the SQLite file still locked waits this long, and a little more, for its predecessor to go.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
+
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
 export class ConfigError extends Error {
   override name = "ConfigError";

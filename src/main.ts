@@ -1,10 +1,7 @@
 import { existsSync } from "node:fs";
 import closeWithGrace from "close-with-grace";
 import { buildApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
-
-/** Longest a shutdown may take before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 5_000;
+import { ConfigError, loadConfig, SHUTDOWN_GRACE_MS } from "./config.js";
 
 if (existsSync(".env")) process.loadEnvFile(".env");
 

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { SHUTDOWN_GRACE_MS } from "../config.js";
 import { BrokerUnavailableError, IdConflictError, IdRetiredError } from "../errors.js";
 import {
   BEFORE_FIRST_POS,
@@ -28,6 +29,40 @@ export interface SqliteBrokerOptions {
   historyTtlS?: number;
   /** The clock that stamps events and ages them (ms since epoch); `Date.now` unless a test steps it. */
   now?: () => number;
+}
+
+/** How long opening waits for the file lock: a predecessor may take the whole shutdown grace to let go. */
+const LOCK_WAIT_MS = SHUTDOWN_GRACE_MS + 1_000;
+
+/**
+ * Creates the folder `dir` and its missing parents, one level at a time: Node's recursive
+ * `mkdirSync` never returns for a path under `/proc`, where every level fails with ENOENT.
+ */
+function makeFolder(dir: string): void {
+  const missing: string[] = [];
+  let current = dir;
+  while (!existsSync(current)) {
+    missing.push(current);
+    const parent = dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  if (existsSync(current) && !statSync(current).isDirectory()) throw new Error(`${current} is a file, not a folder`);
+  for (const folder of missing.reverse()) mkdirSync(folder);
+}
+
+/** A start-up error that names the setting, the path and what is wrong, keeping the original as `cause`. */
+function openError(path: string, err: unknown): Error {
+  const code = (err as { code?: string }).code;
+  const reason =
+    code === "SQLITE_BUSY"
+      ? "it is in use by another Herald process (still shutting down, or running); give each process its own file"
+      : code === "SQLITE_NOTADB"
+        ? "the file exists and is not a SQLite database; choose another path, or move the file away"
+        : code === "SQLITE_CANTOPEN"
+          ? "the file cannot be opened or created there; choose a path in a writable folder"
+          : (err as Error).message;
+  return new Error(`DATABASE_PATH ${path} cannot be used: ${reason}`, { cause: err });
 }
 
 interface EventRow {
@@ -147,12 +182,16 @@ export class SqliteBroker implements Broker {
     };
   }
 
-  /** Opens (or creates) the database at `options.path`; throws if another process holds it. */
+  /**
+   * Opens (or creates) the database at `options.path`. Waits up to `LOCK_WAIT_MS` for another
+   * process to let go of the file; throws an error naming `DATABASE_PATH` if it does not, or if
+   * the path cannot hold a database.
+   */
   static open(options: SqliteBrokerOptions): SqliteBroker {
-    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
-    // Wait a moment for a predecessor that is still shutting down, not the default 5 s.
-    const db = new Database(options.path, { timeout: 1_000 });
+    let db: Database.Database | undefined;
     try {
+      if (options.path !== ":memory:") makeFolder(dirname(options.path));
+      db = new Database(options.path, { timeout: LOCK_WAIT_MS });
       db.pragma("journal_mode = WAL");
       // FULL: a commit is on disk when it returns, which is what a 201 promises.
       db.pragma("synchronous = FULL");
@@ -161,16 +200,8 @@ export class SqliteBroker implements Broker {
       db.exec("BEGIN IMMEDIATE; COMMIT;");
       return new SqliteBroker(db, options);
     } catch (err) {
-      db.close();
-      if ((err as { code?: string }).code === "SQLITE_BUSY") {
-        throw new Error(
-          `DATABASE_PATH ${options.path} is in use by another Herald process; give each process its own file`,
-          {
-            cause: err,
-          },
-        );
-      }
-      throw err;
+      db?.close();
+      throw openError(options.path, err);
     }
   }
 
