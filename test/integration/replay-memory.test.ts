@@ -32,6 +32,34 @@ describe("a Last-Event-ID replay whose client stops reading", () => {
     stream.close();
   });
 
+  it("ends the stream when history is trimmed past the replay's cursor, so the client's resume is a reset", async () => {
+    // Between two pages, HISTORY_SIZE new events push the replay's cursor out of history.
+    class OvertakingBroker extends MemoryBroker {
+      reads = 0;
+      override async read(afterPos: string, limit: number) {
+        const page = await super.read(afterPos, limit);
+        if (++this.reads === 1) for (let i = 0; i < 50; i++) await this.publish({ topic: "other", data: `${i}` });
+        return page;
+      }
+    }
+    const broker = new OvertakingBroker({ historySize: 50 });
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) ids.push((await broker.publish({ topic: "t", data: `${i}` })).event.id);
+    server = await startServer({ historySize: 50 }, 0, { broker });
+    const stream = await openStream(`${server.url}/events?topic=t`, { "last-event-id": ids[0] as string });
+    await stream.until("the stream to end", (s) => s.ended, 10_000);
+    // What went out (if anything) has no gap; the rest could not be sent without one.
+    const got = stream.events.map((e) => e.lastEventId);
+    expect(got).toEqual(ids.slice(1, 1 + got.length));
+    expect(got.length).toBeLessThan(49);
+    const resumed = await openStream(`${server.url}/events?topic=t`, {
+      "last-event-id": got.at(-1) ?? (ids[0] as string),
+    });
+    const [first] = await resumed.take(1);
+    expect(first?.type).toBe("reset");
+    resumed.close();
+  });
+
   it("is dropped once a batch does not drain within REPLAY_DRAIN_TIMEOUT_MS, with no live event to trip the buffer bound", async () => {
     const history = 3_000;
     const broker = SqliteBroker.open({
