@@ -105,9 +105,9 @@ export function describeBrokerContract(
       expect((await eventsAfter(broker, ids[2] as string, 10)).events.map((e) => e.id)).toEqual([ids[3], ids[4]]);
     });
 
-    it.runIf(traits.retiresIds)(
-      "refuses an id that left history to a new event, so a resume from it is a reset",
-      async () => {
+    // Defined only for engines that remember retired ids: a skipped test would read as a gap.
+    if (traits.retiresIds)
+      it("refuses an id that left history to a new event, so a resume from it is a reset", async () => {
         const broker = await make(3);
         const first = await broker.publish({ topic: "a", data: "x", id: "reused" });
         for (let i = 0; i < 3; i++) await broker.publish({ topic: "a", data: `${i}` });
@@ -125,8 +125,7 @@ export function describeBrokerContract(
         await expect(broker.publish({ topic: "a", data: "z", id: first.event.id })).rejects.toMatchObject({
           statusCode: 409,
         });
-      },
-    );
+      });
 
     it("keeps a publisher's id, returns the stored event for an identical re-publish, refuses a different one", async () => {
       const broker = await make();
