@@ -15,6 +15,8 @@ export interface Config {
   maxSubscriberBufferBytes: number;
   /** The most bytes one event may take on the wire, encoded; at most a quarter of `maxSubscriberBufferBytes`. */
   maxEventBytes: number;
+  /** A Last-Event-ID replay whose client takes no batch for this long is closed; it resumes by id. */
+  replayDrainTimeoutMs: number;
   logLevel: LogLevel;
   /** Where history lives: this process (`memory`), a SQLite file (`sqlite`), or Redis, shared by a cluster (`redis`). */
   broker: BrokerKind;
@@ -73,6 +75,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   maxBodyBytes: 65_536,
   maxSubscriberBufferBytes: 1_048_576,
   maxEventBytes: 262_144,
+  replayDrainTimeoutMs: 10_000,
   logLevel: "info",
   broker: "memory",
   historyTtlS: 0,
@@ -91,6 +94,12 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   tlsKeyFile: undefined,
   subscriptions: false,
 };
+
+/**
+ * Longest a shutdown may take before the process exits anyway (`main.ts`). A successor that finds
+ * the SQLite file still locked waits this long, and a little more, for its predecessor to go.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
 export class ConfigError extends Error {
@@ -262,6 +271,7 @@ export function loadConfig(env: Env): Config {
       1_073_741_824,
     ),
     maxEventBytes: integer(env, "MAX_EVENT_BYTES", d.maxEventBytes, 256, 268_435_456),
+    replayDrainTimeoutMs: integer(env, "REPLAY_DRAIN_TIMEOUT_MS", d.replayDrainTimeoutMs, 100, 3_600_000),
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, d.logLevel),
     broker: oneOf(env, "BROKER", BROKER_KINDS, d.broker),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 31_536_000),

@@ -80,6 +80,12 @@ export const IdConflictError = createError<"HERALD_ID_CONFLICT", 409, Args<[stri
   409,
 );
 
+export const IdRetiredError = createError<"HERALD_ID_RETIRED", 409, Args<[string]>>(
+  "HERALD_ID_RETIRED",
+  "An event with id %s was published before and has left history; clients may still resume from that id, so it cannot name another event: choose a new id (if this is a retry, the first attempt was stored)",
+  409,
+);
+
 export const BodyTooLargeError = createError<"HERALD_BODY_TOO_LARGE", 413, Args<[number]>>(
   "HERALD_BODY_TOO_LARGE",
   "The request body is larger than %d bytes (MAX_BODY_BYTES): send less data per event",
@@ -142,6 +148,7 @@ export const ERRORS = [
   TopicForbiddenError,
   NotFoundError,
   IdConflictError,
+  IdRetiredError,
   BodyTooLargeError,
   EventTooLargeError,
   UnsupportedMediaTypeError,

@@ -2,14 +2,11 @@ import { existsSync } from "node:fs";
 import closeWithGrace from "close-with-grace";
 import { buildApp } from "./app.js";
 import { parseCommandLine, VERSION } from "./cli.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { ConfigError, loadConfig, SHUTDOWN_GRACE_MS } from "./config.js";
 import { describeListenError } from "./listen-error.js";
 import { resolveLogFormat } from "./logger.js";
 import { describeStartup, listenUrl, logStartupSummary } from "./startup-summary.js";
 import { reloadCertificateOnSighup } from "./tls.js";
-
-/** Longest a shutdown may take before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 5_000;
 
 // --help and --version answer before any setting is read: they work with a broken .env too.
 const command = parseCommandLine(process.argv.slice(2));

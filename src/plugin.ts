@@ -195,6 +195,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
     replayLimit: config.historySize,
     maxPendingBytes: config.maxSubscriberBufferBytes,
     maxEventBytes: config.maxEventBytes,
+    replayDrainTimeoutMs: config.replayDrainTimeoutMs,
     log,
   });
   const streams = new StreamRegistry({

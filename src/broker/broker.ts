@@ -75,7 +75,9 @@ export type TopicSelection = readonly string[] | "*";
  *   event is only acknowledged once it is in history.
  * - A publisher-supplied id is unique within history: re-publishing it with the same content
  *   returns the stored event with `duplicate: true`; with different content it throws
- *   `IdConflictError`.
+ *   `IdConflictError`. Durable and single-node engines also remember the last
+ *   `retiredIdCapacity(historySize)` ids that left history and refuse them with `IdRetiredError`,
+ *   so a Last-Event-ID never resolves to a later event than the one the client saw.
  * - Callers validate input first (topic names, field characters); the broker does not.
  * - When its storage is unreachable, `publish`, `locate` and `read` reject with `BrokerUnavailableError`
  *   (never a success for an event that was not stored), and `subscribe` listeners resume, without
@@ -101,6 +103,18 @@ export interface Broker {
   /** Whether the broker can take work right now. */
   status(): BrokerStatus;
   close(): Promise<void>;
+}
+
+/** Engines remember at least this many ids that left history (see `retiredIdCapacity`). */
+export const RETIRED_IDS_MIN = 10_000;
+
+/**
+ * How many ids that left history an engine remembers, to refuse them to a new event: a client
+ * may still resume from such an id, and must get a `reset`, never a replay after a later event
+ * that took the same id. `HISTORY_SIZE`, and at least `RETIRED_IDS_MIN`.
+ */
+export function retiredIdCapacity(historySize: number): number {
+  return Math.max(historySize, RETIRED_IDS_MIN);
 }
 
 /** The position of the event with sequence number `seq`, for engines that number events. */

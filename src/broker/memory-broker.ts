@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { IdConflictError } from "../errors.js";
+import { IdConflictError, IdRetiredError } from "../errors.js";
 import {
   BEFORE_FIRST_POS,
   type Broker,
@@ -9,6 +9,7 @@ import {
   type Location,
   type PublishResult,
   posSeq,
+  retiredIdCapacity,
   type StoredEvent,
   sameContent,
   seqPos,
@@ -24,8 +25,9 @@ export interface MemoryBrokerOptions {
 }
 
 /**
- * The default broker: history in a bounded ring buffer in this process's memory. Single node
- * only, and a restart forgets everything (ids from a previous run are then reported as not found).
+ * The default broker: history in a bounded ring buffer in this process's memory, and the ids that
+ * left it in a bounded set. Single node only, and a restart forgets everything (ids from a
+ * previous run are then reported as not found, and publisher ids may be used again).
  * Ids are `<run>-<sequence>`: the run part, random per process, is what tells a previous run's id apart.
  */
 export class MemoryBroker implements Broker {
@@ -34,6 +36,9 @@ export class MemoryBroker implements Broker {
   readonly #ring: (StoredEvent | undefined)[];
   /** Sequence number of every id still in history. */
   readonly #seqById = new Map<string, number>();
+  /** Ids that left history, oldest first, at most `#retiredCapacity`: refused to new events. */
+  readonly #retired = new Set<string>();
+  readonly #retiredCapacity: number;
   readonly #listeners = new Listeners();
   readonly #run = randomBytes(4).readUInt32BE().toString(36);
   /** Sequence number of the newest event; 0 before the first. */
@@ -45,6 +50,7 @@ export class MemoryBroker implements Broker {
     this.#size = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#ring = new Array(options.historySize);
+    this.#retiredCapacity = retiredIdCapacity(options.historySize);
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
@@ -56,13 +62,15 @@ export class MemoryBroker implements Broker {
         if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id));
         return { event: stored, duplicate: true };
       }
+      if (this.#retired.has(input.id)) throw new IdRetiredError(JSON.stringify(input.id));
     }
     const seq = ++this.#seq;
     let id = input.id;
     if (id === undefined) {
       id = `${this.#run}-${seq}`;
       // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
-      while (this.#seqById.has(id)) id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
+      while (this.#seqById.has(id) || this.#retired.has(id))
+        id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
     if (seq - this.#oldest >= this.#size) this.#evictOldest();
     const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
@@ -110,7 +118,13 @@ export class MemoryBroker implements Broker {
   #evictOldest(): void {
     const slot = this.#oldest % this.#size;
     const evicted = this.#ring[slot];
-    if (evicted !== undefined) this.#seqById.delete(evicted.id);
+    if (evicted !== undefined) {
+      this.#seqById.delete(evicted.id);
+      this.#retired.add(evicted.id);
+      if (this.#retired.size > this.#retiredCapacity) {
+        this.#retired.delete(this.#retired.values().next().value as string);
+      }
+    }
     this.#ring[slot] = undefined;
     this.#oldest++;
   }

@@ -40,7 +40,7 @@ export const REPLAY_PAGE_EVENTS = 256;
 export const REPLAY_PAGE_BYTES = 256 * 1024;
 /** The first page is small: nothing is known yet about the size of events. */
 const REPLAY_FIRST_PAGE_EVENTS = 16;
-/** Default of `HubOptions.replayDrainTimeoutMs`. */
+/** Default of `HubOptions.replayDrainTimeoutMs` (the `REPLAY_DRAIN_TIMEOUT_MS` setting's default). */
 export const REPLAY_DRAIN_TIMEOUT_MS = 10_000;
 
 /** Counters for `/stats`. */

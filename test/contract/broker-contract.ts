@@ -12,8 +12,18 @@ async function eventsAfter(broker: Broker, id: string, limit: number) {
   return { ...location, events, afterPos: location.pos };
 }
 
+/** What an engine promises beyond the common contract. */
+export interface BrokerTraits {
+  /** Remembers ids that left history and refuses them to new events (`HERALD_ID_RETIRED`). */
+  retiresIds: boolean;
+}
+
 /** The behaviour every `Broker` engine must have. Call from one test file per engine. */
-export function describeBrokerContract(name: string, create: BrokerFactory): void {
+export function describeBrokerContract(
+  name: string,
+  create: BrokerFactory,
+  traits: BrokerTraits = { retiresIds: false },
+): void {
   describe(`${name} keeps the Broker contract`, () => {
     const open: Broker[] = [];
     const make = async (historySize = 100, historyTtlS = 0) => {
@@ -94,6 +104,28 @@ export function describeBrokerContract(name: string, create: BrokerFactory): voi
       expect(await eventsAfter(broker, "99999999999999999999999-0", 10)).toMatchObject({ found: false });
       expect((await eventsAfter(broker, ids[2] as string, 10)).events.map((e) => e.id)).toEqual([ids[3], ids[4]]);
     });
+
+    // Defined only for engines that remember retired ids: a skipped test would read as a gap.
+    if (traits.retiresIds)
+      it("refuses an id that left history to a new event, so a resume from it is a reset", async () => {
+        const broker = await make(3);
+        const first = await broker.publish({ topic: "a", data: "x", id: "reused" });
+        for (let i = 0; i < 3; i++) await broker.publish({ topic: "a", data: `${i}` });
+        expect((await broker.locate("reused")).found).toBe(false);
+        await expect(broker.publish({ topic: "a", data: "y", id: "reused" })).rejects.toMatchObject({
+          code: "HERALD_ID_RETIRED",
+          statusCode: 409,
+        });
+        // A retry of the very same event is refused too: it was stored, and has been delivered.
+        await expect(broker.publish({ topic: "a", data: "x", id: "reused" })).rejects.toMatchObject({
+          code: "HERALD_ID_RETIRED",
+        });
+        expect((await broker.locate("reused")).found).toBe(false);
+        // An assigned id that left history is remembered as well: a publisher cannot take it over.
+        await expect(broker.publish({ topic: "a", data: "z", id: first.event.id })).rejects.toMatchObject({
+          statusCode: 409,
+        });
+      });
 
     it("keeps a publisher's id, returns the stored event for an identical re-publish, refuses a different one", async () => {
       const broker = await make();
