@@ -37,8 +37,10 @@ export interface RedisBrokerOptions {
 
 /**
  * Liveness. A connection with a command in flight that receives nothing for this long is taken
- * for dead (a frozen link, a failover without a reset, a NAT drop): it is destroyed and opened
- * again, and its commands fail. A publish in flight then has an unknown outcome.
+ * for dead (a frozen link, a failover without a reset, a NAT drop): it is closed and opened
+ * again, and its commands fail. A publish in flight then has an unknown outcome. (Herald keeps
+ * its own timers: ioredis's `socketTimeout` leaves a timer behind a reconnect, which then
+ * destroys the new connection.)
  */
 const COMMAND_TIMEOUT_MS = 2_000;
 /** The publishing connection sends a PING this often, so that it is checked while no one publishes. */
@@ -180,7 +182,6 @@ function describe(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code;
   if (code === "ECONNREFUSED") return "connection refused";
   if (code === "ECONNRESET" || code === "EPIPE") return "connection reset";
-  if (err.message.startsWith("Socket timeout")) return `no answer within ${COMMAND_TIMEOUT_MS} ms`;
   return err.message;
 }
 
@@ -209,6 +210,13 @@ export class RedisBroker implements Broker {
   readonly #listeners = new Listeners();
   readonly #gapListeners = new Set<() => void>();
   readonly #ping: NodeJS.Timeout;
+  /** How long the publishing connection may stay silent with a command in flight. */
+  readonly #silenceMs: number;
+  /** When the publishing connection last answered; when the PING in flight was sent. */
+  #answeredAt = Date.now();
+  #pingSentAt: number | undefined;
+  /** When each connection's handshake began, while it is under way. */
+  readonly #handshakes = new Map<Redis, number>();
   /** The last stream id the reader delivered; undefined until it has read the stream's end once. */
   #lastId: string | undefined;
   /** The sequence number of `#lastId`'s event, when it has one. */
@@ -240,8 +248,9 @@ export class RedisBroker implements Broker {
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
     // WAIT holds the answers of this connection for up to its timeout: only silence beyond it is death.
     const waitMs = this.#waitReplicas > 0 ? this.#waitTimeoutMs : 0;
-    this.#commands = connect({ socketTimeout: COMMAND_TIMEOUT_MS + waitMs }) as Redis & PublishCommand;
-    this.#reader = connect({ socketTimeout: BLOCK_MS + COMMAND_TIMEOUT_MS });
+    this.#silenceMs = COMMAND_TIMEOUT_MS + waitMs;
+    this.#commands = connect({}) as Redis & PublishCommand;
+    this.#reader = connect({});
     this.#commands.defineCommand("heraldPublish", { numberOfKeys: 4, lua: PUBLISH_SCRIPT });
     this.#commands.defineCommand("heraldTrimByAge", { numberOfKeys: 1, lua: TRIM_BY_AGE_SCRIPT });
     const p = options.prefix;
@@ -258,13 +267,12 @@ export class RedisBroker implements Broker {
       client.on("error", (err: Error) => this.#lost(describe(err), err));
       client.on("close", () => this.#lost("connection closed"));
       client.on("ready", () => this.#ready());
+      client.on("connect", () => this.#handshakes.set(client, Date.now()));
     }
     this.#reader.on("ready", () => {
       this.#checkPosition = true;
     });
-    this.#ping = setInterval(() => {
-      if (this.#commands.status === "ready") this.#commands.ping().catch(() => {});
-    }, PING_MS);
+    this.#ping = setInterval(() => this.#checkCommands(), PING_MS);
     this.#ping.unref();
   }
 
@@ -308,7 +316,9 @@ export class RedisBroker implements Broker {
     let replicas: number | undefined;
     try {
       reply = await publishing;
+      this.#answeredAt = Date.now();
       replicas = await waiting;
+      this.#answeredAt = Date.now();
     } catch (err) {
       throw outcomeUnknown(err, key);
     }
@@ -473,29 +483,75 @@ export class RedisBroker implements Broker {
     this.#log.info(`${this.#target} is reachable again after ${seconds} s`);
   }
 
+  /**
+   * Each PING_MS: sends a PING on the publishing connection, or, when the last one is still
+   * unanswered and nothing else came back for `#silenceMs` either, reopens the connection.
+   */
+  #checkCommands(): void {
+    const now = Date.now();
+    for (const [client, since] of this.#handshakes) {
+      // Connected, but the handshake (INFO) is not answered: the new link is silent too.
+      if (client.status === "connect" && now - since > COMMAND_TIMEOUT_MS) {
+        this.#handshakes.delete(client);
+        this.#hung(client, COMMAND_TIMEOUT_MS);
+      }
+    }
+    if (this.#commands.status !== "ready") {
+      this.#pingSentAt = undefined;
+      return;
+    }
+    if (this.#pingSentAt === undefined) {
+      this.#pingSentAt = now;
+      this.#commands.ping().then(
+        () => {
+          this.#answeredAt = Date.now();
+          this.#pingSentAt = undefined;
+        },
+        () => {
+          this.#pingSentAt = undefined;
+        },
+      );
+    } else if (now - Math.max(this.#pingSentAt, this.#answeredAt) > this.#silenceMs) {
+      this.#pingSentAt = undefined;
+      this.#hung(this.#commands, this.#silenceMs);
+    }
+  }
+
+  /** The reader's `promise`, whose connection is reopened if it takes longer than `ms`. */
+  async #bounded<T>(promise: Promise<T>, ms: number): Promise<T> {
+    const timer = setTimeout(() => this.#hung(this.#reader, ms), ms);
+    try {
+      return await promise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A connection went silent: report it, and close it so that ioredis opens a new one. */
+  #hung(client: Redis, ms: number): void {
+    if (this.#closed) return;
+    this.#lost(`no answer within ${ms} ms`);
+    client.disconnect(true);
+  }
+
   /** Tails the stream from `#lastId` for as long as the broker is open, through Redis outages. */
   async #readLoop(): Promise<void> {
     let failures = 0;
     while (!this.#closed) {
       try {
         if (this.#lastId === undefined) {
-          await this.#streamEnd(this.#reader);
+          await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
           this.#checkPosition = false;
         } else if (this.#checkPosition) {
           this.#checkPosition = false;
-          if (await this.#positionLost()) {
+          if (await this.#bounded(this.#positionLost(), COMMAND_TIMEOUT_MS)) {
             this.#gap("the last event it read is no longer in Redis, which failed over or lost data");
-            await this.#streamEnd(this.#reader);
+            await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
           }
         }
-        const reply = (await this.#reader.xread(
-          "COUNT",
-          PAGE,
-          "BLOCK",
-          BLOCK_MS,
-          "STREAMS",
-          this.#keys[0],
-          this.#lastId as string,
+        const reply = (await this.#bounded(
+          this.#reader.xread("COUNT", PAGE, "BLOCK", BLOCK_MS, "STREAMS", this.#keys[0], this.#lastId as string),
+          BLOCK_MS + COMMAND_TIMEOUT_MS,
         )) as [string, Entry[]][] | null;
         failures = 0;
         for (const [, entries] of reply ?? []) {

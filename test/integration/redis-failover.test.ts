@@ -74,6 +74,7 @@ describe("a Herald cluster on Redis Sentinel, through a failover", () => {
       REDIS_WAIT_REPLICAS: "1",
       REDIS_WAIT_TIMEOUT_MS: "1000",
       LOG_LEVEL: "info",
+      DEBUG: "ioredis:*",
     };
     const nodes = [runHerald(env), runHerald(env)];
     running.push(...nodes);
@@ -86,6 +87,8 @@ describe("a Herald cluster on Redis Sentinel, through a failover", () => {
     let killedAt: number | undefined;
     let firstAckAfterKill: number | undefined;
     let ackedAfterKill = 0;
+    const refusals = new Map<string, number>();
+    let lastRefusal: string | undefined;
     const deadline = Date.now() + 60_000;
     const publisher = async (w: number) => {
       for (let i = 0; ackedAfterKill < 40 && Date.now() < deadline; i++) {
@@ -102,6 +105,8 @@ describe("a Herald cluster on Redis Sentinel, through a failover", () => {
             break;
           }
           expect([undefined, 503]).toContain(res?.status);
+          refusals.set(res?.json.code ?? "no answer", (refusals.get(res?.json.code ?? "no answer") ?? 0) + 1);
+          lastRefusal = res?.json.message;
           if (Date.now() > deadline) return;
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
@@ -112,6 +117,11 @@ describe("a Herald cluster on Redis Sentinel, through a failover", () => {
     killedAt = Date.now();
     await primary.kill();
     await publishing;
+    const said = () => nodes.map((n) => n.stdout().split("\n").filter((line) => !line.includes('"reqId"')));
+    if (firstAckAfterKill === undefined) {
+      console.log({ refusals, lastRefusal, primary: await sentinels.primaryPort() }, said());
+      for (const n of nodes) console.log(n.stderr().split("\n").filter((l) => /status|entinel|connect|retry/i.test(l)).slice(-80).join("\n"));
+    }
     expect(firstAckAfterKill).toBeDefined();
     console.log(`failover: first 201 ${firstAckAfterKill} ms after kill -9 of the primary`);
 
