@@ -239,7 +239,7 @@ export class RedisBroker implements Broker {
     };
     const sentinels = options.sentinels ?? [];
     const where: RedisOptions =
-      sentinels.length > 0 ? { sentinels: [...sentinels], name: options.masterName ?? "", failoverDetector: true } : {};
+      sentinels.length > 0 ? { sentinels: [...sentinels], name: options.masterName ?? "" } : {};
     const connect = (extra: RedisOptions) =>
       sentinels.length > 0
         ? new Redis({ ...common, ...where, ...extra })
@@ -268,6 +268,10 @@ export class RedisBroker implements Broker {
       client.on("close", () => this.#lost("connection closed"));
       client.on("ready", () => this.#ready());
       client.on("connect", () => this.#handshakes.set(client, Date.now()));
+      // ioredis gives up for good ("end") when a Sentinel lookup is cut short; Herald never does.
+      client.on("end", () => {
+        if (!this.#closed) setTimeout(() => this.#closed || client.connect().catch(() => {}), PING_MS).unref();
+      });
     }
     this.#reader.on("ready", () => {
       this.#checkPosition = true;
