@@ -56,5 +56,5 @@ describe("a Redis node whose reader falls behind trimming", () => {
     expect(stats.feedGaps).toBe(1);
     const statsB = (await (await fetch(`${urlB}/stats`)).json()) as { feedGaps: number };
     expect(statsB.feedGaps).toBe(0);
-  });
+  }, 60_000);
 });

@@ -88,5 +88,5 @@ describe("Redis liveness: a connection that goes silent without closing", () => 
     const out = node.stdout();
     expect(out.match(/lost Redis at 127\.0\.0\.1/g)).toHaveLength(1);
     expect(out.match(/is reachable again after/g)).toHaveLength(1);
-  });
+  }, 60_000);
 });
