@@ -26,6 +26,14 @@ export interface Config {
   redisUrl: string;
   /** Prefix of every Redis key, so several Herald clusters (or test runs) can share one Redis. */
   redisPrefix: string;
+  /** Redis Sentinels (`host:port` each) that name the primary; empty to use `redisUrl` directly. */
+  redisSentinels: { host: string; port: number }[];
+  /** The primary's name in the Sentinels' `sentinel monitor` line; set when `redisSentinels` is. */
+  redisMasterName: string | undefined;
+  /** A publish is acknowledged only once this many replicas hold it (Redis `WAIT`); 0 does not wait. */
+  redisWaitReplicas: number;
+  /** How long a publish waits for `redisWaitReplicas` replicas before answering 503. */
+  redisWaitTimeoutMs: number;
   /** Verifies publishers' tokens; unset, anyone may publish. */
   publisherJwtKey: string | undefined;
   /** Verifies subscribers' tokens; unset, nobody may publish private events. */
@@ -82,6 +90,10 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   databasePath: "./data/herald.db",
   redisUrl: "redis://127.0.0.1:6379",
   redisPrefix: "herald",
+  redisSentinels: [],
+  redisMasterName: undefined,
+  redisWaitReplicas: 0,
+  redisWaitTimeoutMs: 1_000,
   publisherJwtKey: undefined,
   subscriberJwtKey: undefined,
   maxConnections: 10_000,
@@ -156,6 +168,46 @@ function redisPrefix(env: Env): string {
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
     throw new ConfigError(
       `REDIS_PREFIX=${JSON.stringify(raw)} is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ . : -`,
+    );
+  }
+  return raw;
+}
+
+function redisSentinels(env: Env): Config["redisSentinels"] {
+  const raw = env.REDIS_SENTINELS?.trim();
+  if (raw === undefined || raw === "") return [];
+  return raw.split(",").map((entry) => {
+    const match = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(entry.trim());
+    const port = Number(match?.[2]);
+    if (match === null || port < 1 || port > 65_535) {
+      throw new ConfigError(
+        `REDIS_SENTINELS=${JSON.stringify(raw)} is invalid: use a comma-separated list of host:port, such as 10.0.0.1:26379,10.0.0.2:26379`,
+      );
+    }
+    return { host: (match[1] as string).replace(/^\[(.*)\]$/, "$1"), port };
+  });
+}
+
+function redisMasterName(env: Env, sentinels: Config["redisSentinels"]): string | undefined {
+  const raw = env.REDIS_MASTER_NAME?.trim() || undefined;
+  if (sentinels.length === 0) {
+    if (raw !== undefined)
+      throw new ConfigError("REDIS_MASTER_NAME is set but REDIS_SENTINELS is not: set both, or neither");
+    return undefined;
+  }
+  if (raw === undefined) {
+    throw new ConfigError(
+      "REDIS_SENTINELS is set but REDIS_MASTER_NAME is not: set it to the name in the Sentinels' `sentinel monitor <name> …` line",
+    );
+  }
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
+    throw new ConfigError(
+      `REDIS_MASTER_NAME=${JSON.stringify(raw)} is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ . : -`,
+    );
+  }
+  if (env.REDIS_URL?.trim()) {
+    throw new ConfigError(
+      "REDIS_URL and REDIS_SENTINELS are both set: use REDIS_URL for a single Redis, or REDIS_SENTINELS with REDIS_MASTER_NAME, not both",
     );
   }
   return raw;
@@ -251,6 +303,11 @@ function subscriptions(env: Env, subscriberJwtKey: string | undefined): boolean 
   return on;
 }
 
+function redisTopology(env: Env): Pick<Config, "redisSentinels" | "redisMasterName"> {
+  const sentinels = redisSentinels(env);
+  return { redisSentinels: sentinels, redisMasterName: redisMasterName(env, sentinels) };
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
@@ -278,6 +335,9 @@ export function loadConfig(env: Env): Config {
     databasePath: env.DATABASE_PATH?.trim() || d.databasePath,
     redisUrl: redisUrl(env),
     redisPrefix: redisPrefix(env),
+    ...redisTopology(env),
+    redisWaitReplicas: integer(env, "REDIS_WAIT_REPLICAS", d.redisWaitReplicas, 0, 100),
+    redisWaitTimeoutMs: integer(env, "REDIS_WAIT_TIMEOUT_MS", d.redisWaitTimeoutMs, 1, 60_000),
     publisherJwtKey: jwtKey(env, "PUBLISHER_JWT_KEY"),
     subscriberJwtKey: jwtKey(env, "SUBSCRIBER_JWT_KEY"),
     maxConnections: integer(env, "MAX_CONNECTIONS", d.maxConnections, 0, 10_000_000),

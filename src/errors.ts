@@ -110,6 +110,17 @@ export const BrokerUnavailableError = createError<"HERALD_BROKER_UNAVAILABLE", 5
   503,
 );
 
+/**
+ * The publish reached the storage but no answer came back (a frozen or dropped connection), or
+ * fewer replicas than `REDIS_WAIT_REPLICAS` confirmed it. Set `publishId` to the id a retry must
+ * carry: the answer's body names it, and a retry with it is stored at most once.
+ */
+export const PublishOutcomeUnknownError = createError<"HERALD_PUBLISH_OUTCOME_UNKNOWN", 503, Args<[string, string]>>(
+  "HERALD_PUBLISH_OUTCOME_UNKNOWN",
+  "%s: the event may or may not have been stored. Retry with the same id (%s, also in this answer's id field): it is then stored exactly once",
+  503,
+);
+
 export const RateLimitedError = createError<"HERALD_RATE_LIMITED", 429, Args<[number, string]>>(
   "HERALD_RATE_LIMITED",
   "More than %d publishes in a minute from this client (PUBLISH_RATE_LIMIT): retry in %s, or have Herald's operator raise PUBLISH_RATE_LIMIT (0 lifts it)",
@@ -157,4 +168,5 @@ export const ERRORS = [
   ConnectionLimitError,
   BrokerUnavailableError,
   SubscriptionNotFoundError,
+  PublishOutcomeUnknownError,
 ] as const;

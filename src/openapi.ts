@@ -15,6 +15,11 @@ const ERROR_SCHEMA: Record<string, unknown> = {
     code: { type: "string", description: "A `HERALD_*` code (README, Errors)." },
     error: { type: "string" },
     message: { type: "string", description: "What to change, in words a curl user can act on." },
+    id: {
+      type: "string",
+      description:
+        "With `HERALD_PUBLISH_OUTCOME_UNKNOWN` only: the id to retry the publish with, so that it is stored once.",
+    },
   },
 };
 
@@ -99,11 +104,11 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
       400: ["HERALD_INVALID_JSON", "HERALD_INVALID_EVENT", "HERALD_INVALID_TOPIC", "HERALD_PRIVATE_UNAVAILABLE"],
       401: ["HERALD_TOKEN_MISSING", "HERALD_TOKEN_INVALID", "HERALD_TOKEN_EXPIRED"],
       403: ["HERALD_TOPIC_FORBIDDEN"],
-      409: ["HERALD_ID_CONFLICT"],
+      409: ["HERALD_ID_CONFLICT", "HERALD_ID_RETIRED"],
       413: ["HERALD_BODY_TOO_LARGE", "HERALD_EVENT_TOO_LARGE"],
       415: ["HERALD_UNSUPPORTED_MEDIA_TYPE"],
       429: ["HERALD_RATE_LIMITED"],
-      503: ["HERALD_BROKER_UNAVAILABLE"],
+      503: ["HERALD_BROKER_UNAVAILABLE", "HERALD_PUBLISH_OUTCOME_UNKNOWN"],
     },
   },
   "GET /ticks": {

@@ -289,6 +289,10 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
           code: error.code,
           error: STATUS_CODES[statusCode],
           message: failed ? "Internal Server Error" : error.message,
+          // A publish with an unknown outcome names the id its retry must carry.
+          ...(typeof (error as { publishId?: unknown }).publishId === "string" && {
+            id: (error as { publishId?: string }).publishId,
+          }),
         });
       });
       app.setNotFoundHandler((request, reply) => {

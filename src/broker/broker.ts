@@ -81,13 +81,22 @@ export type TopicSelection = readonly string[] | "*";
  * - Callers validate input first (topic names, field characters); the broker does not.
  * - When its storage is unreachable, `publish`, `locate` and `read` reject with `BrokerUnavailableError`
  *   (never a success for an event that was not stored), and `subscribe` listeners resume, without
- *   a gap, once it is back.
+ *   a gap, once it is back. A publish that reached the storage but got no answer (or not the
+ *   replicas asked for) rejects with `PublishOutcomeUnknownError`, whose `publishId` is the id a
+ *   retry must carry to be stored at most once.
+ * - An engine whose live feed can miss events (a node that lagged behind trimming, a failover
+ *   that lost what a node had read) detects it and calls `subscribe`'s `onGap`; it never skips
+ *   events silently.
  */
 export interface Broker {
   /** Appends to history, assigns the id unless one is given, and fans out to listeners. */
   publish(input: EventInput): Promise<PublishResult>;
-  /** `onEvent` receives every event published after the returned promise resolves, in order. */
-  subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>>;
+  /**
+   * `onEvent` receives every event published after the returned promise resolves, in order.
+   * `onGap` is called when the engine finds that the live feed missed events: continuity is lost,
+   * and the caller ends what relied on it (clients then resume from history, or get a `reset`).
+   */
+  subscribe(onEvent: (event: StoredEvent) => void, onGap?: () => void): Promise<() => Promise<void>>;
   /**
    * Where a Last-Event-ID sits: its position when it is in history (`found: false` when it has
    * left history, was never issued, or comes from another run); `EARLIEST_ID` is always found, at

@@ -20,7 +20,16 @@ export async function createBroker(config: Config, log: FastifyBaseLogger): Prom
     }
     case "redis": {
       const { RedisBroker } = await import("./redis-broker.js");
-      return RedisBroker.connect({ ...history, url: config.redisUrl, prefix: config.redisPrefix, log });
+      return RedisBroker.connect({
+        ...history,
+        url: config.redisUrl,
+        sentinels: config.redisSentinels,
+        ...(config.redisMasterName !== undefined && { masterName: config.redisMasterName }),
+        waitReplicas: config.redisWaitReplicas,
+        waitTimeoutMs: config.redisWaitTimeoutMs,
+        prefix: config.redisPrefix,
+        log,
+      });
     }
   }
 }

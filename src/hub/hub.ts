@@ -51,6 +51,8 @@ export interface HubCounters {
   resets: number;
   /** Replays ended because the client did not take a batch within the drain deadline. */
   replaysStalled: number;
+  /** Times the broker's live feed missed events, and this node ended its streams so they resume. */
+  feedGaps: number;
 }
 
 /** Whether an event belongs to a subscription's topics. */
@@ -165,7 +167,14 @@ export class Hub {
   readonly #byTopic = new Map<string, Set<Subscription>>();
   readonly #everyTopic = new Set<Subscription>();
   #unsubscribe: (() => Promise<void>) | undefined;
-  readonly counters: HubCounters = { published: 0, delivered: 0, replays: 0, resets: 0, replaysStalled: 0 };
+  readonly counters: HubCounters = {
+    published: 0,
+    delivered: 0,
+    replays: 0,
+    resets: 0,
+    replaysStalled: 0,
+    feedGaps: 0,
+  };
 
   constructor(options: HubOptions) {
     this.#broker = options.broker;
@@ -178,7 +187,10 @@ export class Hub {
 
   /** Starts receiving the broker's events. */
   async start(): Promise<void> {
-    this.#unsubscribe = await this.#broker.subscribe((event) => this.#dispatch(event));
+    this.#unsubscribe = await this.#broker.subscribe(
+      (event) => this.#dispatch(event),
+      () => this.#endAll(),
+    );
   }
 
   /** Stops receiving events. Open streams are not touched. */
@@ -327,6 +339,18 @@ export class Hub {
     // Headers are sent: no error body. Ending the stream makes the client retry with the same id.
     this.#log.error({ err }, "history lookup failed; ending the stream so the client retries");
     stream.end();
+  }
+
+  /**
+   * The live feed missed events: no local stream can be trusted to be complete. Ending them makes
+   * each client reconnect with its Last-Event-ID, and get the missed events from history, or a
+   * `reset` when they have left it.
+   */
+  #endAll(): void {
+    this.counters.feedGaps++;
+    const subs = new Set([...this.#everyTopic, ...[...this.#byTopic.values()].flatMap((set) => [...set])]);
+    this.#log.warn({ streams: subs.size }, "ending every local stream after a gap in the live feed");
+    for (const sub of subs) sub.stream.end();
   }
 
   #dispatch(event: StoredEvent): void {

@@ -30,6 +30,10 @@ describe("loadConfig", () => {
       databasePath: "./data/herald.db",
       redisUrl: "redis://127.0.0.1:6379",
       redisPrefix: "herald",
+      redisSentinels: [],
+      redisMasterName: undefined,
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 1_000,
       publisherJwtKey: undefined,
       subscriberJwtKey: undefined,
       maxConnections: 10_000,
@@ -65,6 +69,8 @@ describe("loadConfig", () => {
         DATABASE_PATH: "/var/lib/herald/events.db",
         REDIS_URL: "redis://10.0.0.5:6380/2",
         REDIS_PREFIX: "eu-herald",
+        REDIS_WAIT_REPLICAS: "1",
+        REDIS_WAIT_TIMEOUT_MS: "250",
         PUBLISHER_JWT_KEY: SECRET,
         SUBSCRIBER_JWT_KEY: publicPem.replaceAll("\n", "\\n"),
         MAX_CONNECTIONS: "0",
@@ -95,6 +101,10 @@ describe("loadConfig", () => {
       databasePath: "/var/lib/herald/events.db",
       redisUrl: "redis://10.0.0.5:6380/2",
       redisPrefix: "eu-herald",
+      redisSentinels: [],
+      redisMasterName: undefined,
+      redisWaitReplicas: 1,
+      redisWaitTimeoutMs: 250,
       publisherJwtKey: SECRET,
       subscriberJwtKey: publicPem.replaceAll("\n", "\\n"),
       maxConnections: 0,
@@ -126,6 +136,10 @@ describe("loadConfig", () => {
     ["HISTORY_TTL_S", "1h", "from 0 to 31536000"],
     ["REDIS_URL", "localhost:6379", "use redis://host:port"],
     ["REDIS_PREFIX", "has space", "use 1 to 64 characters"],
+    ["REDIS_SENTINELS", "10.0.0.1", "use a comma-separated list of host:port"],
+    ["REDIS_SENTINELS", "10.0.0.1:26379,:1", "use a comma-separated list of host:port"],
+    ["REDIS_WAIT_REPLICAS", "-1", "from 0 to 100"],
+    ["REDIS_WAIT_TIMEOUT_MS", "0", "from 1 to 60000"],
     ["LOG_LEVEL", "loud", "use one of fatal, error, warn, info, debug, trace, silent"],
     ["LOG_FORMAT", "colour", "use one of auto, pretty, json"],
     ["MAX_CONNECTIONS", "-5", "from 0 to"],
@@ -146,6 +160,33 @@ describe("loadConfig: TLS files", () => {
     [{ TLS_CERT_FILE: "cert.pem" }, "TLS_CERT_FILE is set but TLS_KEY_FILE is not: set both"],
     [{ TLS_KEY_FILE: "key.pem" }, "TLS_KEY_FILE is set but TLS_CERT_FILE is not: set both"],
   ])("refuses one without the other (%o)", (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+});
+
+describe("loadConfig: Redis Sentinel", () => {
+  it("reads the Sentinels and the primary's name", () => {
+    const config = loadConfig({
+      REDIS_SENTINELS: "10.0.0.1:26379, sentinel-2:26380,[::1]:26381",
+      REDIS_MASTER_NAME: "herald",
+    });
+    expect(config.redisSentinels).toEqual([
+      { host: "10.0.0.1", port: 26379 },
+      { host: "sentinel-2", port: 26380 },
+      { host: "::1", port: 26381 },
+    ]);
+    expect(config.redisMasterName).toBe("herald");
+  });
+
+  it.each([
+    [{ REDIS_SENTINELS: "10.0.0.1:26379" }, "REDIS_SENTINELS is set but REDIS_MASTER_NAME is not"],
+    [{ REDIS_MASTER_NAME: "herald" }, "REDIS_MASTER_NAME is set but REDIS_SENTINELS is not"],
+    [
+      { REDIS_SENTINELS: "10.0.0.1:26379", REDIS_MASTER_NAME: "herald", REDIS_URL: "redis://10.0.0.5:6379" },
+      "REDIS_URL and REDIS_SENTINELS are both set",
+    ],
+  ])("refuses an incomplete or ambiguous set-up (%o)", (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
   });
