@@ -5,4 +5,5 @@ export declare const CHROMIUM_ARGS: string[];
 export declare function launchChromium(options?: {
   viewport?: ViewportSize;
   colorScheme?: "light" | "dark";
+  ignoreHTTPSErrors?: boolean;
 }): Promise<{ context: BrowserContext; close(): Promise<void> }>;

@@ -20,9 +20,14 @@ export const CHROMIUM_ARGS = [
 
 /**
  * Launches headless Chromium with a fresh profile (removed again by `close()`). Throws, saying
- * how to install it, when there is no Chromium at `CHROMIUM_PATH`.
+ * how to install it, when there is no Chromium at `CHROMIUM_PATH`. `ignoreHTTPSErrors` accepts
+ * self-signed certificates (tests of Herald over HTTPS).
  */
-export async function launchChromium({ viewport = { width: 1280, height: 900 }, colorScheme = "light" } = {}) {
+export async function launchChromium({
+  viewport = { width: 1280, height: 900 },
+  colorScheme = "light",
+  ignoreHTTPSErrors = false,
+} = {}) {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(`No Chromium at ${CHROMIUM_PATH}: install it (apt-get install -y chromium) or set CHROMIUM_PATH`);
   }
@@ -33,6 +38,7 @@ export async function launchChromium({ viewport = { width: 1280, height: 900 }, 
     args: CHROMIUM_ARGS,
     viewport,
     colorScheme,
+    ignoreHTTPSErrors,
   });
   return {
     context,

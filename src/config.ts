@@ -13,6 +13,10 @@ export interface Config {
   corsOrigin: "*" | string[];
   maxBodyBytes: number;
   maxSubscriberBufferBytes: number;
+  /** The most bytes one event may take on the wire, encoded; at most a quarter of `maxSubscriberBufferBytes`. */
+  maxEventBytes: number;
+  /** A Last-Event-ID replay whose client takes no batch for this long is closed; it resumes by id. */
+  replayDrainTimeoutMs: number;
   logLevel: LogLevel;
   /** Where history lives: this process (`memory`), a SQLite file (`sqlite`), or Redis, shared by a cluster (`redis`). */
   broker: BrokerKind;
@@ -22,6 +26,14 @@ export interface Config {
   redisUrl: string;
   /** Prefix of every Redis key, so several Herald clusters (or test runs) can share one Redis. */
   redisPrefix: string;
+  /** Redis Sentinels (`host:port` each) that name the primary; empty to use `redisUrl` directly. */
+  redisSentinels: { host: string; port: number }[];
+  /** The primary's name in the Sentinels' `sentinel monitor` line; set when `redisSentinels` is. */
+  redisMasterName: string | undefined;
+  /** A publish is acknowledged only once this many replicas hold it (Redis `WAIT`); 0 does not wait. */
+  redisWaitReplicas: number;
+  /** How long a publish waits for `redisWaitReplicas` replicas before answering 503. */
+  redisWaitTimeoutMs: number;
   /** Verifies publishers' tokens; unset, anyone may publish. */
   publisherJwtKey: string | undefined;
   /** Verifies subscribers' tokens; unset, nobody may publish private events. */
@@ -33,8 +45,19 @@ export interface Config {
   /** Publishes per minute from one client (token subject, else address); 0 for no limit. */
   publishRateLimit: number;
   maxTopicsPerStream: number;
-  /** Fastify's `trustProxy`: whose `X-Forwarded-For` gives the client address. */
-  trustProxy: boolean | number | string;
+  /**
+   * Fastify's `trustProxy`: whose `X-Forwarded-For` gives the client address. `false`, a hop count,
+   * or proxy addresses/CIDRs; never `true`, which would trust what the client itself writes.
+   */
+  trustProxy: false | number | string;
+  /** Log lines as JSON (for a log pipeline) or pretty (for people); `auto` is pretty when stdout is a terminal. */
+  logFormat: LogFormat;
+  /** PEM certificate (chain) file: set with `tlsKeyFile`, Herald serves HTTPS with HTTP/2 and HTTP/1.1. */
+  tlsCertFile: string | undefined;
+  /** PEM private key file of `tlsCertFile`. */
+  tlsKeyFile: string | undefined;
+  /** Mercure's subscriptions API and subscription updates (presence); needs `subscriberJwtKey`. */
+  subscriptions: boolean;
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -43,6 +66,10 @@ export type BrokerKind = (typeof BROKER_KINDS)[number];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
+
+const LOG_FORMATS = ["auto", "pretty", "json"] as const;
+/** How log lines are written: `auto` picks `pretty` on a terminal and `json` otherwise. */
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** Defaults, as documented in `.env.example` and the README. */
 export const DEFAULT_CONFIG: Readonly<Config> = {
@@ -55,20 +82,36 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   corsOrigin: "*",
   maxBodyBytes: 65_536,
   maxSubscriberBufferBytes: 1_048_576,
+  maxEventBytes: 262_144,
+  replayDrainTimeoutMs: 10_000,
   logLevel: "info",
   broker: "memory",
   historyTtlS: 0,
   databasePath: "./data/herald.db",
   redisUrl: "redis://127.0.0.1:6379",
   redisPrefix: "herald",
+  redisSentinels: [],
+  redisMasterName: undefined,
+  redisWaitReplicas: 0,
+  redisWaitTimeoutMs: 1_000,
   publisherJwtKey: undefined,
   subscriberJwtKey: undefined,
   maxConnections: 10_000,
   maxConnectionsPerIp: 100,
-  publishRateLimit: 6_000,
+  publishRateLimit: 60_000,
   maxTopicsPerStream: 100,
   trustProxy: false,
+  logFormat: "auto",
+  tlsCertFile: undefined,
+  tlsKeyFile: undefined,
+  subscriptions: false,
 };
+
+/**
+ * Longest a shutdown may take before the process exits anyway (`main.ts`). A successor that finds
+ * the SQLite file still locked waits this long, and a little more, for its predecessor to go.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
 export class ConfigError extends Error {
@@ -130,6 +173,46 @@ function redisPrefix(env: Env): string {
   return raw;
 }
 
+function redisSentinels(env: Env): Config["redisSentinels"] {
+  const raw = env.REDIS_SENTINELS?.trim();
+  if (raw === undefined || raw === "") return [];
+  return raw.split(",").map((entry) => {
+    const match = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(entry.trim());
+    const port = Number(match?.[2]);
+    if (match === null || port < 1 || port > 65_535) {
+      throw new ConfigError(
+        `REDIS_SENTINELS=${JSON.stringify(raw)} is invalid: use a comma-separated list of host:port, such as 10.0.0.1:26379,10.0.0.2:26379`,
+      );
+    }
+    return { host: (match[1] as string).replace(/^\[(.*)\]$/, "$1"), port };
+  });
+}
+
+function redisMasterName(env: Env, sentinels: Config["redisSentinels"]): string | undefined {
+  const raw = env.REDIS_MASTER_NAME?.trim() || undefined;
+  if (sentinels.length === 0) {
+    if (raw !== undefined)
+      throw new ConfigError("REDIS_MASTER_NAME is set but REDIS_SENTINELS is not: set both, or neither");
+    return undefined;
+  }
+  if (raw === undefined) {
+    throw new ConfigError(
+      "REDIS_SENTINELS is set but REDIS_MASTER_NAME is not: set it to the name in the Sentinels' `sentinel monitor <name> …` line",
+    );
+  }
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(raw)) {
+    throw new ConfigError(
+      `REDIS_MASTER_NAME=${JSON.stringify(raw)} is invalid: use 1 to 64 characters from A-Z a-z 0-9 _ . : -`,
+    );
+  }
+  if (env.REDIS_URL?.trim()) {
+    throw new ConfigError(
+      "REDIS_URL and REDIS_SENTINELS are both set: use REDIS_URL for a single Redis, or REDIS_SENTINELS with REDIS_MASTER_NAME, not both",
+    );
+  }
+  return raw;
+}
+
 function host(env: Env): string {
   const raw = env.HOST?.trim();
   if (raw === undefined || raw === "") return DEFAULT_CONFIG.host;
@@ -160,7 +243,13 @@ function jwtKey(env: Env, name: string): string | undefined {
 function trustProxy(env: Env): Config["trustProxy"] {
   const raw = env.TRUST_PROXY?.trim();
   if (raw === undefined || raw === "" || raw === "false") return false;
-  if (raw === "true") return true;
+  if (raw === "true") {
+    // Trusting every hop takes the left-most X-Forwarded-For entry, which the client writes itself:
+    // it could spend another address's MAX_CONNECTIONS_PER_IP or dodge its own.
+    throw new ConfigError(
+      'TRUST_PROXY="true" is invalid: it would let any client choose its own address with X-Forwarded-For: use the number of proxies in front of Herald (1 behind one nginx) or their addresses/CIDRs (127.0.0.1)',
+    );
+  }
   if (/^\d{1,2}$/.test(raw)) return Number(raw);
   const valid = raw.split(",").every((entry) => {
     const [address, bits, ...rest] = entry.trim().split("/");
@@ -168,16 +257,61 @@ function trustProxy(env: Env): Config["trustProxy"] {
   });
   if (!valid) {
     throw new ConfigError(
-      `TRUST_PROXY=${JSON.stringify(raw)} is invalid: use false, true, a number of proxy hops, or a comma-separated list of proxy addresses or CIDRs`,
+      `TRUST_PROXY=${JSON.stringify(raw)} is invalid: use false, a number of proxy hops, or a comma-separated list of proxy addresses or CIDRs`,
     );
   }
   return raw;
 }
 
+/**
+ * A subscriber is dropped once it leaves `MAX_SUBSCRIBER_BUFFER_BYTES` unread: if a few events
+ * could fill that, a short burst of large events would drop every subscriber that paused.
+ */
+function checkEventFitsBuffer(config: Config): Config {
+  if (config.maxEventBytes * 4 > config.maxSubscriberBufferBytes) {
+    throw new ConfigError(
+      `MAX_EVENT_BYTES=${config.maxEventBytes} is invalid with MAX_SUBSCRIBER_BUFFER_BYTES=${config.maxSubscriberBufferBytes}: a subscriber must be able to hold at least 4 of the largest events, so raise MAX_SUBSCRIBER_BUFFER_BYTES to ${config.maxEventBytes * 4} or more, or lower MAX_EVENT_BYTES`,
+    );
+  }
+  return config;
+}
+
+/**
+ * `TLS_CERT_FILE` and `TLS_KEY_FILE`, both or neither. Only the paths are checked here: whether
+ * they can be read and hold a matching pair is checked when the server starts (`src/tls.ts`).
+ */
+function tlsFiles(env: Env): Pick<Config, "tlsCertFile" | "tlsKeyFile"> {
+  const cert = env.TLS_CERT_FILE?.trim() || undefined;
+  const key = env.TLS_KEY_FILE?.trim() || undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    const [set, unset] = cert === undefined ? ["TLS_KEY_FILE", "TLS_CERT_FILE"] : ["TLS_CERT_FILE", "TLS_KEY_FILE"];
+    throw new ConfigError(
+      `${set} is set but ${unset} is not: set both (PEM files of the certificate and its private key) to serve HTTPS, or neither for plain HTTP`,
+    );
+  }
+  return { tlsCertFile: cert, tlsKeyFile: key };
+}
+
+function subscriptions(env: Env, subscriberJwtKey: string | undefined): boolean {
+  const on = oneOf(env, "SUBSCRIPTIONS", ["true", "false"], "false") === "true";
+  if (on && subscriberJwtKey === undefined) {
+    // Subscription updates are private and the list shows tokens' payloads: only tokens may read them.
+    throw new ConfigError(
+      "SUBSCRIPTIONS=true needs SUBSCRIBER_JWT_KEY: subscription updates are private and the subscriptions API is read with a subscriber token. Set SUBSCRIBER_JWT_KEY, or SUBSCRIPTIONS=false",
+    );
+  }
+  return on;
+}
+
+function redisTopology(env: Env): Pick<Config, "redisSentinels" | "redisMasterName"> {
+  const sentinels = redisSentinels(env);
+  return { redisSentinels: sentinels, redisMasterName: redisMasterName(env, sentinels) };
+}
+
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
-  return {
+  return checkEventFitsBuffer({
     port: integer(env, "PORT", d.port, 0, 65_535),
     host: host(env),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
@@ -193,12 +327,17 @@ export function loadConfig(env: Env): Config {
       1_024,
       1_073_741_824,
     ),
+    maxEventBytes: integer(env, "MAX_EVENT_BYTES", d.maxEventBytes, 256, 268_435_456),
+    replayDrainTimeoutMs: integer(env, "REPLAY_DRAIN_TIMEOUT_MS", d.replayDrainTimeoutMs, 100, 3_600_000),
     logLevel: oneOf(env, "LOG_LEVEL", LOG_LEVELS, d.logLevel),
     broker: oneOf(env, "BROKER", BROKER_KINDS, d.broker),
     historyTtlS: integer(env, "HISTORY_TTL_S", d.historyTtlS, 0, 31_536_000),
     databasePath: env.DATABASE_PATH?.trim() || d.databasePath,
     redisUrl: redisUrl(env),
     redisPrefix: redisPrefix(env),
+    ...redisTopology(env),
+    redisWaitReplicas: integer(env, "REDIS_WAIT_REPLICAS", d.redisWaitReplicas, 0, 100),
+    redisWaitTimeoutMs: integer(env, "REDIS_WAIT_TIMEOUT_MS", d.redisWaitTimeoutMs, 1, 60_000),
     publisherJwtKey: jwtKey(env, "PUBLISHER_JWT_KEY"),
     subscriberJwtKey: jwtKey(env, "SUBSCRIBER_JWT_KEY"),
     maxConnections: integer(env, "MAX_CONNECTIONS", d.maxConnections, 0, 10_000_000),
@@ -206,5 +345,8 @@ export function loadConfig(env: Env): Config {
     publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
-  };
+    logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS, d.logFormat),
+    ...tlsFiles(env),
+    subscriptions: subscriptions(env, jwtKey(env, "SUBSCRIBER_JWT_KEY")),
+  });
 }

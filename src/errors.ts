@@ -80,9 +80,21 @@ export const IdConflictError = createError<"HERALD_ID_CONFLICT", 409, Args<[stri
   409,
 );
 
+export const IdRetiredError = createError<"HERALD_ID_RETIRED", 409, Args<[string]>>(
+  "HERALD_ID_RETIRED",
+  "An event with id %s was published before and has left history; clients may still resume from that id, so it cannot name another event: choose a new id (if this is a retry, the first attempt was stored)",
+  409,
+);
+
 export const BodyTooLargeError = createError<"HERALD_BODY_TOO_LARGE", 413, Args<[number]>>(
   "HERALD_BODY_TOO_LARGE",
   "The request body is larger than %d bytes (MAX_BODY_BYTES): send less data per event",
+  413,
+);
+
+export const EventTooLargeError = createError<"HERALD_EVENT_TOO_LARGE", 413, Args<[number, number]>>(
+  "HERALD_EVENT_TOO_LARGE",
+  "This event takes %d bytes on the wire, more than MAX_EVENT_BYTES (%d): every line of data costs 7 bytes besides its text, so send less data or fewer lines",
   413,
 );
 
@@ -98,9 +110,20 @@ export const BrokerUnavailableError = createError<"HERALD_BROKER_UNAVAILABLE", 5
   503,
 );
 
+/**
+ * The publish reached the storage but no answer came back (a frozen or dropped connection), or
+ * fewer replicas than `REDIS_WAIT_REPLICAS` confirmed it. Set `publishId` to the id a retry must
+ * carry: the answer's body names it, and a retry with it is stored at most once.
+ */
+export const PublishOutcomeUnknownError = createError<"HERALD_PUBLISH_OUTCOME_UNKNOWN", 503, Args<[string, string]>>(
+  "HERALD_PUBLISH_OUTCOME_UNKNOWN",
+  "%s: the event may or may not have been stored. Retry with the same id (%s, also in this answer's id field): it is then stored exactly once",
+  503,
+);
+
 export const RateLimitedError = createError<"HERALD_RATE_LIMITED", 429, Args<[number, string]>>(
   "HERALD_RATE_LIMITED",
-  "More than %d publishes in a minute from this client (PUBLISH_RATE_LIMIT): retry in %s",
+  "More than %d publishes in a minute from this client (PUBLISH_RATE_LIMIT): retry in %s, or have Herald's operator raise PUBLISH_RATE_LIMIT (0 lifts it)",
   429,
 );
 
@@ -114,6 +137,12 @@ export const ConnectionLimitError = createError<"HERALD_CONNECTION_LIMIT", 503, 
   "HERALD_CONNECTION_LIMIT",
   "Herald is serving its maximum of %d open streams (MAX_CONNECTIONS): retry in %d s",
   503,
+);
+
+export const SubscriptionNotFoundError = createError<"HERALD_SUBSCRIPTION_NOT_FOUND", 404, Args<[string, string]>>(
+  "HERALD_SUBSCRIPTION_NOT_FOUND",
+  "No active subscription of subscriber %s to the topic selector %s: GET /.well-known/mercure/subscriptions lists the active ones",
+  404,
 );
 
 /** Every registered error constructor, for the test that checks the README table. */
@@ -130,10 +159,14 @@ export const ERRORS = [
   TopicForbiddenError,
   NotFoundError,
   IdConflictError,
+  IdRetiredError,
   BodyTooLargeError,
+  EventTooLargeError,
   UnsupportedMediaTypeError,
   RateLimitedError,
   IpConnectionLimitError,
   ConnectionLimitError,
   BrokerUnavailableError,
+  SubscriptionNotFoundError,
+  PublishOutcomeUnknownError,
 ] as const;

@@ -1,10 +1,20 @@
 import { existsSync } from "node:fs";
 import closeWithGrace from "close-with-grace";
 import { buildApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { parseCommandLine, VERSION } from "./cli.js";
+import { ConfigError, loadConfig, SHUTDOWN_GRACE_MS } from "./config.js";
+import { describeListenError } from "./listen-error.js";
+import { resolveLogFormat } from "./logger.js";
+import { describeStartup, listenUrl, logStartupSummary } from "./startup-summary.js";
+import { reloadCertificateOnSighup } from "./tls.js";
 
-/** Longest a shutdown may take before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 5_000;
+// --help and --version answer before any setting is read: they work with a broken .env too.
+const command = parseCommandLine(process.argv.slice(2));
+if (!command.run) {
+  if (command.stdout) process.stdout.write(command.stdout);
+  if (command.stderr) process.stderr.write(command.stderr);
+  process.exit(command.exitCode);
+}
 
 if (existsSync(".env")) process.loadEnvFile(".env");
 
@@ -21,9 +31,22 @@ const app = await buildApp(config).catch((err: Error) => {
   console.error(`herald: could not start: ${err.message}`);
   process.exit(1);
 });
-closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+// With TLS, SIGHUP reloads the certificate (see src/tls.ts) instead of stopping Herald.
+const tls = config.tlsCertFile !== undefined;
+if (tls) reloadCertificateOnSighup(app, config);
+closeWithGrace({ delay: SHUTDOWN_GRACE_MS, skip: tls ? ["SIGHUP"] : [] }, async ({ signal, err }) => {
   if (err) app.log.error({ err }, "shutting down after an error");
   else app.log.info({ signal }, "shutting down");
   await app.close();
 });
-await app.listen({ port: config.port, host: config.host });
+const address = await app.listen({ port: config.port, host: config.host }).catch(async (err: NodeJS.ErrnoException) => {
+  const reason = describeListenError(err, config);
+  if (reason === undefined) throw err;
+  console.error(`herald: could not listen: ${reason}`);
+  await app.close();
+  process.exit(1);
+});
+const port = (app.server.address() as { port: number }).port;
+const url = listenUrl(new URL(address).protocol, config.host, port);
+const pretty = resolveLogFormat(config.logFormat, process.stdout.isTTY === true) === "pretty";
+logStartupSummary(app.log, describeStartup(config, url, VERSION), pretty);

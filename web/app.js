@@ -3,6 +3,7 @@
 
 import { createFeed } from "./feed.js";
 import { createPublishForm } from "./publish.js";
+import { describeRefusal } from "./refusal.js";
 import { createReconnectingSource } from "./source.js";
 import { createStatsView } from "./stats.js";
 
@@ -15,7 +16,6 @@ let retryMs = 3_000;
 
 /** Where a browser page keeps its token for EventSource, which cannot send headers (see README, Security). */
 const TOKEN_COOKIE = "herald_token";
-const TOKEN_HINT = "Set a token under Token, at the top.";
 const readToken = () =>
   document.cookie
     .split("; ")
@@ -143,7 +143,9 @@ function showFeedState(change) {
     resume = { from: change.resumedFrom, downMs: change.downMs, replayed: 0 };
     showResume();
   }
-  if (change.refused) showNotice("warning", `Herald refused the feed: ${change.refused} ${TOKEN_HINT}`);
+  if (change.refused) {
+    showNotice("warning", `Herald refused the feed. ${describeRefusal(change.refused, "The feed needs a token.")}`);
+  }
 }
 
 const feedSource = createReconnectingSource({
@@ -173,6 +175,9 @@ function subscribe(next) {
   history.replaceState(null, "", topics.length === 1 && topics[0] === "*" ? location.pathname : `?${query}`);
   notice.hidden = true;
   resume = undefined;
+  // The new feed starts fresh: the old one's events and last id would pass for its own.
+  feed.clear();
+  lastId.textContent = "–";
   feedSource.start({ fresh: true });
 }
 
@@ -255,7 +260,9 @@ const statsSource = createReconnectingSource({
     statsState.textContent = change.state === "open" ? "live" : change.refused ? "refused" : change.state;
     statsState.dataset.state = change.state;
     statsRefused.hidden = !change.refused;
-    statsRefused.textContent = change.refused ? `${change.refused} ${TOKEN_HINT}` : "";
+    statsRefused.textContent = change.refused
+      ? describeRefusal(change.refused, "The service figures need a token, because they name every topic.")
+      : "";
   },
   retryMs: () => retryMs,
 });

@@ -1,6 +1,8 @@
 // The publish form: POST /events as JSON. Data is sent as text, or parsed as JSON first (and
 // refused before sending when it does not parse). Shows the id Herald answers or its error message.
 
+import { describeRefusal } from "./refusal.js";
+
 /**
  * Wires the form `form`. `onPublished(answer)` runs after each accepted publish and may return a
  * note to show after the id; `token()` gives the token to send as a Bearer token, if any.
@@ -23,6 +25,11 @@ export function createPublishForm(form, { onPublished, token } = {}) {
     }
   };
 
+  const clearResult = () => {
+    result.textContent = "";
+    delete result.dataset.outcome;
+  };
+
   const checkData = () => {
     const value = isJson() && data.value.trim() !== "" ? parseData() : undefined;
     const message = value instanceof Error ? value.message : "";
@@ -30,6 +37,8 @@ export function createPublishForm(form, { onPublished, token } = {}) {
     data.setAttribute("aria-invalid", String(message !== ""));
     dataError.textContent = message;
     dataError.hidden = message === "";
+    // The outcome of the last publish is not this data's: a green "Published" must not sit under an error.
+    if (message !== "") clearResult();
     return message === "";
   };
 
@@ -71,13 +80,16 @@ export function createPublishForm(form, { onPublished, token } = {}) {
       });
       const answer = await response.json().catch(() => ({}));
       if (response.ok) {
+        // Private is a choice per event: the next one is public unless ticked again.
+        field("private").checked = false;
         const note = onPublished?.(answer) ?? "";
         show(
           `Published #${answer.id} on ${answer.topic}${answer.duplicate ? " (already in history)" : ""}${note}`,
           true,
         );
       } else {
-        show(`${response.status} ${answer.code ?? ""}: ${answer.message ?? response.statusText}`, false);
+        const refused = { status: response.status, code: answer.code, message: answer.message ?? response.statusText };
+        show(describeRefusal(refused, "Publishing needs a token."), false);
       }
     } catch (err) {
       show(`Herald did not answer: ${err.message}`, false);

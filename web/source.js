@@ -7,7 +7,8 @@ const MAX_RETRY_MS = 30_000;
 
 /**
  * Asks the server why a stream failed. An answer with a 4xx status (a bad or missing token, a bad
- * topic) is a refusal: retrying cannot help, so it is returned for the page to show. No answer (the
+ * topic) is a refusal: retrying cannot help, so it is returned (`{ status, code, message }`) for
+ * the page to show. No answer (the
  * server is down), a 5xx or a 429 (a limit) is an outage, and `undefined` is returned.
  */
 async function refusal(url) {
@@ -16,7 +17,7 @@ async function refusal(url) {
     const response = await fetch(url, { signal: abort.signal, headers: { accept: "text/event-stream" } });
     if (response.ok || response.status >= 500 || response.status === 429) return undefined;
     const body = await response.json().catch(() => ({}));
-    return `${response.status} ${body.code ?? response.statusText}: ${body.message ?? ""}`;
+    return { status: response.status, code: body.code ?? response.statusText, message: body.message ?? "" };
   } catch {
     return undefined;
   } finally {
@@ -28,7 +29,8 @@ async function refusal(url) {
  * @typedef {"connecting" | "open" | "reconnecting" | "closed"} SourceState
  * `resumedFrom` is the id an open stream resumed after ("" for none); `downMs` how long it was away;
  * `refused` the server's answer when it refused the stream (the source then stays closed).
- * @typedef {{ state: SourceState, retryAt?: number, resumedFrom?: string, downMs?: number, refused?: string }} StateChange
+ * @typedef {{ state: SourceState, retryAt?: number, resumedFrom?: string, downMs?: number,
+ *             refused?: { status: number, code: string, message: string } }} StateChange
  */
 
 /**

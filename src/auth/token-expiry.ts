@@ -1,17 +1,43 @@
+import { encodeEvent } from "../sse/encode.js";
+
 /** What `TokenExpiry` needs of a stream (an `SseStream`). */
 export interface ExpiringStream {
+  send(bytes: Buffer): void;
   end(): void;
   onClose(handler: () => void): void;
 }
 
 const SWEEP_MS = 1_000;
 
+/** The event that tells a client why its stream ends: the name of the event a stream's last words carry. */
+export const TOKEN_EXPIRED_EVENT = "token-expired";
+
+/**
+ * The last event of a stream whose token expired at `exp` (seconds): named, with no id (so the
+ * client's Last-Event-ID still points at the last real event), and a message saying what to do.
+ */
+export function tokenExpiredEvent(exp: number): Buffer {
+  const expiredAt = new Date(exp * 1000).toISOString();
+  const data = {
+    reason: TOKEN_EXPIRED_EVENT,
+    expiredAt,
+    message: `The token that opened this stream expired at ${expiredAt}: reconnect with a fresh token`,
+  };
+  return encodeEvent({ event: TOKEN_EXPIRED_EVENT, data: JSON.stringify(data) });
+}
+
+function expire(stream: ExpiringStream, exp: number): void {
+  stream.send(tokenExpiredEvent(exp));
+  stream.end();
+}
+
 /**
  * Ends streams when their token expires. JWT `exp` is in whole seconds, so streams are kept in one
  * bucket per expiry second and one shared timer, running only while a bucket exists, ends each
  * second's bucket when that second arrives: a tick costs the streams that expire in it, not a walk
  * over every stream, and there is no timer per stream. A stream leaves its bucket when it closes.
- * A stream is ended within a second after its token's `exp`.
+ * A stream is ended within a second after its token's `exp`, after a last `token-expired` event
+ * that says why.
  */
 export class TokenExpiry {
   readonly #buckets = new Map<number, Set<ExpiringStream>>();
@@ -37,7 +63,7 @@ export class TokenExpiry {
     }
     // Verified a moment ago, but its second may already have been swept.
     if (expiresAt < this.#next) {
-      stream.end();
+      expire(stream, expiresAt);
       return;
     }
     let bucket = this.#buckets.get(expiresAt);
@@ -69,7 +95,7 @@ export class TokenExpiry {
       const bucket = this.#buckets.get(this.#next);
       if (bucket === undefined) continue;
       this.#buckets.delete(this.#next);
-      for (const stream of bucket) stream.end();
+      for (const stream of bucket) expire(stream, this.#next);
     }
     if (this.#buckets.size === 0) this.stop();
   }

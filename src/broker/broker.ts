@@ -8,6 +8,11 @@ export interface EventInput {
   readonly retry?: number;
   /** Only for subscribers whose token covers the topic; part of the content an idempotent re-publish compares. */
   readonly private?: boolean;
+  /**
+   * More topics the event belongs to (Mercure's alternate topics), besides `topic`. Engines store
+   * and return them as given; matching them against subscriptions is the hub's work.
+   */
+  readonly alternates?: readonly string[];
 }
 
 /** An event as the broker keeps it: it always has an id, and the time it was accepted (ms since epoch). */
@@ -33,17 +38,24 @@ export interface PublishResult {
   readonly duplicate: boolean;
 }
 
-/** What `history` answers. */
-export interface HistoryResult {
-  /** Events after the given id on the requested topics, oldest first. */
-  readonly events: StoredEvent[];
+/** What `locate` answers. */
+export interface Location {
   /** False when the id is not in history: too old, from another run, or never issued. */
   readonly found: boolean;
-  /** The position of the `afterId` event, when found. */
-  readonly afterPos?: string;
-  /** The newest event in the whole history when it was read, if there is any. */
+  /** The id's position, when found (`BEFORE_FIRST_POS` for `EARLIEST_ID`). */
+  readonly pos?: string;
+  /** The newest event in the whole history when it was looked up, if there is any. */
   readonly head?: HistoryMark;
 }
+
+/**
+ * A Last-Event-ID meaning "before the first event": resuming from it replays everything still
+ * retained (Mercure gives `earliest` the same meaning). No event may carry this id.
+ */
+export const EARLIEST_ID = "earliest";
+
+/** The position `locate(EARLIEST_ID)` answers: it compares below every event's position. */
+export const BEFORE_FIRST_POS = "";
 
 /** Whether the broker can take work now, for `/health`. */
 export interface BrokerStatus {
@@ -63,20 +75,82 @@ export type TopicSelection = readonly string[] | "*";
  *   event is only acknowledged once it is in history.
  * - A publisher-supplied id is unique within history: re-publishing it with the same content
  *   returns the stored event with `duplicate: true`; with different content it throws
- *   `IdConflictError`.
+ *   `IdConflictError`. Durable and single-node engines also remember the last
+ *   `retiredIdCapacity(historySize)` ids that left history and refuse them with `IdRetiredError`,
+ *   so a Last-Event-ID never resolves to a later event than the one the client saw.
  * - Callers validate input first (topic names, field characters); the broker does not.
- * - When its storage is unreachable, `publish` and `history` reject with `BrokerUnavailableError`
+ * - When its storage is unreachable, `publish`, `locate` and `read` reject with `BrokerUnavailableError`
  *   (never a success for an event that was not stored), and `subscribe` listeners resume, without
- *   a gap, once it is back.
+ *   a gap, once it is back. A publish that reached the storage but got no answer (or not the
+ *   replicas asked for) rejects with `PublishOutcomeUnknownError`, whose `publishId` is the id a
+ *   retry must carry to be stored at most once.
+ * - An engine whose live feed can miss events (a node that lagged behind trimming, a failover
+ *   that lost what a node had read) detects it and calls `subscribe`'s `onGap`; it never skips
+ *   events silently.
  */
 export interface Broker {
   /** Appends to history, assigns the id unless one is given, and fans out to listeners. */
   publish(input: EventInput): Promise<PublishResult>;
-  /** `onEvent` receives every event published after the returned promise resolves, in order. */
-  subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>>;
-  /** At most `limit` events after `afterId` on `topics`; `found: false` when `afterId` has left history. */
-  history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult>;
+  /**
+   * `onEvent` receives every event published after the returned promise resolves, in order.
+   * `onGap` is called when the engine finds that the live feed missed events: continuity is lost,
+   * and the caller ends what relied on it (clients then resume from history, or get a `reset`).
+   */
+  subscribe(onEvent: (event: StoredEvent) => void, onGap?: () => void): Promise<() => Promise<void>>;
+  /**
+   * Where a Last-Event-ID sits: its position when it is in history (`found: false` when it has
+   * left history, was never issued, or comes from another run); `EARLIEST_ID` is always found, at
+   * `BEFORE_FIRST_POS`. Always reports the newest event (head), if there is any.
+   */
+  locate(id: string): Promise<Location>;
+  /**
+   * At most `limit` events whose position is greater than `afterPos`, on every topic, oldest
+   * first: one bounded page, so a caller walks history by cursor and never holds more than a
+   * page. Topic filtering is the caller's (the hub's) work.
+   */
+  read(afterPos: string, limit: number): Promise<StoredEvent[]>;
   /** Whether the broker can take work right now. */
   status(): BrokerStatus;
   close(): Promise<void>;
+}
+
+/** Engines remember at least this many ids that left history (see `retiredIdCapacity`). */
+export const RETIRED_IDS_MIN = 10_000;
+
+/**
+ * How many ids that left history an engine remembers, to refuse them to a new event: a client
+ * may still resume from such an id, and must get a `reset`, never a replay after a later event
+ * that took the same id. `HISTORY_SIZE`, and at least `RETIRED_IDS_MIN`.
+ */
+export function retiredIdCapacity(historySize: number): number {
+  return Math.max(historySize, RETIRED_IDS_MIN);
+}
+
+/** The position of the event with sequence number `seq`, for engines that number events. */
+export function seqPos(seq: number): string {
+  return String(seq).padStart(16, "0");
+}
+
+/** The sequence number of a position made by `seqPos`; `BEFORE_FIRST_POS` is 0. */
+export function posSeq(pos: string): number {
+  return pos === BEFORE_FIRST_POS ? 0 : Number(pos);
+}
+
+/** True when two events carry the same content: what makes a re-publish with the same id harmless. */
+export function sameContent(a: EventInput, b: EventInput): boolean {
+  return (
+    a.topic === b.topic &&
+    a.data === b.data &&
+    a.event === b.event &&
+    a.retry === b.retry &&
+    !a.private === !b.private &&
+    sameList(a.alternates, b.alternates)
+  );
+}
+
+/** Absent and empty lists are the same: no alternate topics. */
+function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }

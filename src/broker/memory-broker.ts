@@ -1,13 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { IdConflictError } from "../errors.js";
-import type {
-  Broker,
-  BrokerStatus,
-  EventInput,
-  HistoryResult,
-  PublishResult,
-  StoredEvent,
-  TopicSelection,
+import { IdConflictError, IdRetiredError } from "../errors.js";
+import {
+  BEFORE_FIRST_POS,
+  type Broker,
+  type BrokerStatus,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  posSeq,
+  retiredIdCapacity,
+  type StoredEvent,
+  sameContent,
+  seqPos,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
 
@@ -19,21 +24,10 @@ export interface MemoryBrokerOptions {
   historyTtlS?: number;
 }
 
-/** The position of the event with sequence number `seq`, for engines that number events. */
-export function seqPos(seq: number): string {
-  return String(seq).padStart(16, "0");
-}
-
-/** True when two events carry the same content: what makes a re-publish with the same id harmless. */
-export function sameContent(a: EventInput, b: EventInput): boolean {
-  return (
-    a.topic === b.topic && a.data === b.data && a.event === b.event && a.retry === b.retry && !a.private === !b.private
-  );
-}
-
 /**
- * The default broker: history in a bounded ring buffer in this process's memory. Single node
- * only, and a restart forgets everything (ids from a previous run are then reported as not found).
+ * The default broker: history in a bounded ring buffer in this process's memory, and the ids that
+ * left it in a bounded set. Single node only, and a restart forgets everything (ids from a
+ * previous run are then reported as not found, and publisher ids may be used again).
  * Ids are `<run>-<sequence>`: the run part, random per process, is what tells a previous run's id apart.
  */
 export class MemoryBroker implements Broker {
@@ -42,6 +36,9 @@ export class MemoryBroker implements Broker {
   readonly #ring: (StoredEvent | undefined)[];
   /** Sequence number of every id still in history. */
   readonly #seqById = new Map<string, number>();
+  /** Ids that left history, oldest first, at most `#retiredCapacity`: refused to new events. */
+  readonly #retired = new Set<string>();
+  readonly #retiredCapacity: number;
   readonly #listeners = new Listeners();
   readonly #run = randomBytes(4).readUInt32BE().toString(36);
   /** Sequence number of the newest event; 0 before the first. */
@@ -53,6 +50,7 @@ export class MemoryBroker implements Broker {
     this.#size = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#ring = new Array(options.historySize);
+    this.#retiredCapacity = retiredIdCapacity(options.historySize);
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
@@ -64,13 +62,15 @@ export class MemoryBroker implements Broker {
         if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id));
         return { event: stored, duplicate: true };
       }
+      if (this.#retired.has(input.id)) throw new IdRetiredError(JSON.stringify(input.id));
     }
     const seq = ++this.#seq;
     let id = input.id;
     if (id === undefined) {
       id = `${this.#run}-${seq}`;
       // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
-      while (this.#seqById.has(id)) id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
+      while (this.#seqById.has(id) || this.#retired.has(id))
+        id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
     if (seq - this.#oldest >= this.#size) this.#evictOldest();
     const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
@@ -84,20 +84,22 @@ export class MemoryBroker implements Broker {
     return this.#listeners.add(onEvent);
   }
 
-  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+  async locate(id: string): Promise<Location> {
     this.#expire();
     const newest = this.#seq >= this.#oldest ? this.#at(this.#seq) : undefined;
     const head = newest && { id: newest.id, pos: newest.pos };
-    const from = this.#seqById.get(afterId);
-    if (from === undefined) return { events: [], found: false, head };
-    const wanted = topics === "*" ? undefined : new Set(topics);
+    if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+    const seq = this.#seqById.get(id);
+    return seq === undefined ? { found: false, head } : { found: true, pos: seqPos(seq), head };
+  }
+
+  async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
+    this.#expire();
     const events: StoredEvent[] = [];
-    // The scan is bounded by the ring's size: history is never longer than HISTORY_SIZE.
-    for (let seq = from + 1; seq <= this.#seq && events.length < limit; seq++) {
-      const event = this.#at(seq);
-      if (wanted === undefined || wanted.has(event.topic)) events.push(event);
+    for (let seq = Math.max(posSeq(afterPos) + 1, this.#oldest); seq <= this.#seq && events.length < limit; seq++) {
+      events.push(this.#at(seq));
     }
-    return { events, found: true, afterPos: seqPos(from), head };
+    return events;
   }
 
   status(): BrokerStatus {
@@ -116,7 +118,13 @@ export class MemoryBroker implements Broker {
   #evictOldest(): void {
     const slot = this.#oldest % this.#size;
     const evicted = this.#ring[slot];
-    if (evicted !== undefined) this.#seqById.delete(evicted.id);
+    if (evicted !== undefined) {
+      this.#seqById.delete(evicted.id);
+      this.#retired.add(evicted.id);
+      if (this.#retired.size > this.#retiredCapacity) {
+        this.#retired.delete(this.#retired.values().next().value as string);
+      }
+    }
     this.#ring[slot] = undefined;
     this.#oldest++;
   }

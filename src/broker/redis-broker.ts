@@ -1,21 +1,32 @@
+import { randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import { Redis } from "ioredis";
-import { BrokerUnavailableError, IdConflictError, InvalidEventError } from "../errors.js";
-import type {
-  Broker,
-  BrokerStatus,
-  EventInput,
-  HistoryResult,
-  PublishResult,
-  StoredEvent,
-  TopicSelection,
+import { Redis, type RedisOptions } from "ioredis";
+import { BrokerUnavailableError, IdConflictError, InvalidEventError, PublishOutcomeUnknownError } from "../errors.js";
+import {
+  BEFORE_FIRST_POS,
+  type Broker,
+  type BrokerStatus,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  type StoredEvent,
+  sameContent,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
-import { sameContent } from "./memory-broker.js";
 
 /** Options for `RedisBroker`. */
 export interface RedisBrokerOptions {
+  /** A single Redis (or a fixed primary); not used when `sentinels` is given. */
   url: string;
+  /** Sentinels that name the current primary of `masterName`: Herald follows it through failovers. */
+  sentinels?: readonly { host: string; port: number }[];
+  /** The primary's name in the Sentinels' configuration; needed with `sentinels`. */
+  masterName?: string;
+  /** A publish is acknowledged only once this many replicas hold it (Redis `WAIT`); 0 or absent does not wait. */
+  waitReplicas?: number;
+  /** How long a publish waits for `waitReplicas` replicas before answering 503. */
+  waitTimeoutMs?: number;
   /** Prefix of every key this broker uses. */
   prefix: string;
   historySize: number;
@@ -24,54 +35,66 @@ export interface RedisBrokerOptions {
   log: FastifyBaseLogger;
 }
 
-/** A publish waits this long for Redis before answering 503; it may still have been stored (retry with the same id). */
+/**
+ * Liveness. A connection with a command in flight that receives nothing for this long is taken
+ * for dead (a frozen link, a failover without a reset, a NAT drop): it is closed and opened
+ * again, and its commands fail. A publish in flight then has an unknown outcome. (Herald keeps
+ * its own timers: ioredis's `socketTimeout` leaves a timer behind a reconnect, which then
+ * destroys the new connection.)
+ */
 const COMMAND_TIMEOUT_MS = 2_000;
+/** The publishing connection sends a PING this often, so that it is checked while no one publishes. */
+const PING_MS = 1_000;
+/** The reader's XREAD blocks this long, then asks again; an answer is due by then, so a silent reader is dead. */
+const BLOCK_MS = 2_000;
+/**
+ * The bound on noticing a dead connection: PING_MS + COMMAND_TIMEOUT_MS on the publishing
+ * connection, BLOCK_MS + COMMAND_TIMEOUT_MS on the reader (README "Redis liveness").
+ */
+export const REDIS_LIVENESS_BOUND_MS = Math.max(PING_MS, BLOCK_MS) + COMMAND_TIMEOUT_MS;
+/** TCP keepalive probes start after this much silence (the kernel's default is two hours). */
+const KEEPALIVE_MS = 5_000;
 /** How many entries one XRANGE/XREAD round trip fetches. */
 const PAGE = 500;
-/** The reader's XREAD blocks this long, then asks again (it also notices `close()` this way). */
-const BLOCK_MS = 5_000;
 /** Entries in a stream have ids `<ms>-<n>`; Herald uses them as event ids. */
 const STREAM_ID = /^\d+-\d+$/;
 
 /**
- * Appends one event atomically: the idempotency check for a publisher id, XADD with trimming by
- * size and age, and forgetting publisher ids whose events have left the stream (a bounded number
- * per call, so the id map stays as small as history). Returns {"new", id} or {"dup", id, fields}.
+ * Appends one event atomically: the idempotency check for its key (the publisher's id, or one
+ * Herald drew for a publish without id), a sequence number `n` (one more than the previous
+ * event's, so a reader can tell that it missed some), XADD with trimming by size and age, and
+ * forgetting keys whose events have left the stream (a bounded number per call, so the key map
+ * stays as small as history). Returns {"new", id} or {"dup", id, fields}.
  */
 const PUBLISH_SCRIPT = `
-local stream, pids, pidtimes = KEYS[1], KEYS[2], KEYS[3]
+local stream, keys, keytimes, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local pid, topic, event, data, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local maxlen, ttl, private = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local maxlen, ttl, private, alternates, key = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
 end
-if pid ~= '' then
-  local sid = redis.call('HGET', pids, pid)
-  if sid then
-    local found = redis.call('XRANGE', stream, sid, sid)
-    if #found > 0 then return {'dup', sid, found[1][2]} end
-  end
+local sid = redis.call('HGET', keys, key)
+if sid then
+  local found = redis.call('XRANGE', stream, sid, sid)
+  if #found > 0 then return {'dup', sid, found[1][2]} end
 end
-local fields = {'t', topic, 'd', data}
+local fields = {'t', topic, 'd', data, 'n', redis.call('INCR', seq)}
 if event ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = event end
 if retry ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = retry end
 if pid ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = pid end
 if private == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
-local sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
-if pid ~= '' then
-  redis.call('HSET', pids, pid, sid)
-  redis.call('ZADD', pidtimes, tonumber(string.match(sid, '^(%d+)')), pid)
-end
-if redis.call('ZCARD', pidtimes) > 0 then
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-  local below = '+inf'
-  if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
-  local gone = redis.call('ZRANGEBYSCORE', pidtimes, '-inf', below, 'LIMIT', 0, 100)
-  if #gone > 0 then
-    redis.call('HDEL', pids, unpack(gone))
-    redis.call('ZREM', pidtimes, unpack(gone))
-  end
+if alternates ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = alternates end
+sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
+redis.call('HSET', keys, key, sid)
+redis.call('ZADD', keytimes, tonumber(string.match(sid, '^(%d+)')), key)
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+local below = '+inf'
+if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
+local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'LIMIT', 0, 100)
+if #gone > 0 then
+  redis.call('HDEL', keys, unpack(gone))
+  redis.call('ZREM', keytimes, unpack(gone))
 end
 return {'new', sid}
 `;
@@ -83,10 +106,12 @@ return redis.call('XTRIM', KEYS[1], 'MINID', tonumber(now[1]) * 1000 + math.floo
 `;
 
 type Fields = string[];
+/** The stream, the key → stream id map, its index by time, and the sequence counter. */
+type Keys = [stream: string, keys: string, keyTimes: string, seq: string];
 type Entry = [id: string, fields: Fields];
 
 interface PublishCommand {
-  heraldPublish(keys: [string, string, string], ...args: (string | number)[]): Promise<[string, string, Fields?]>;
+  heraldPublish(keys: Keys, ...args: (string | number)[]): Promise<[string, string, Fields?]>;
   heraldTrimByAge(key: string, ttlMs: number): Promise<number>;
 }
 
@@ -94,6 +119,13 @@ interface PublishCommand {
 function sidPos(sid: string): string {
   const dash = sid.indexOf("-");
   return `${sid.slice(0, dash).padStart(16, "0")}-${sid.slice(dash + 1).padStart(10, "0")}`;
+}
+
+/** The stream id of a position made by `sidPos`. */
+function posSid(pos: string): string {
+  const dash = pos.indexOf("-");
+  const trim = (digits: string) => digits.replace(/^0+(?=\d)/, "");
+  return `${trim(pos.slice(0, dash))}-${trim(pos.slice(dash + 1))}`;
 }
 
 function toStored(sid: string, fields: Fields): StoredEvent {
@@ -108,12 +140,49 @@ function toStored(sid: string, fields: Fields): StoredEvent {
     ...(f.e !== undefined && { event: f.e }),
     ...(f.r !== undefined && { retry: Number(f.r) }),
     ...(f.x === "1" && { private: true }),
+    ...(f.a !== undefined && { alternates: JSON.parse(f.a) as string[] }),
   };
 }
 
+/** The sequence number Herald stores with each event (absent on events written by older versions). */
+function seqOf(fields: Fields): number | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "n") return Number(fields[i + 1]);
+  return undefined;
+}
+
+/**
+ * ioredis fails a command that it never wrote with one of these: the command did not reach
+ * Redis, so nothing was stored. Any other failure of a written command leaves the outcome open.
+ */
+const NOT_SENT = ["Stream isn't writeable", "Connection is closed"];
+
 function unavailable(err: unknown): Error {
   if (err instanceof IdConflictError || err instanceof InvalidEventError) return err;
-  return new BrokerUnavailableError(`Redis: ${(err as Error).message}`, { cause: err });
+  if ((err as Error).name === "ReplyError") {
+    // Redis answered and refused (READONLY on a demoted primary, OOM): nothing was written.
+    return new BrokerUnavailableError(`Redis refused the write: ${(err as Error).message}`, { cause: err });
+  }
+  return new BrokerUnavailableError("Redis is unreachable", { cause: err });
+}
+
+/** A written command that failed without an answer: nobody knows whether Redis ran it. */
+function outcomeUnknown(err: unknown, key: string): Error {
+  const message = (err as Error).message;
+  if ((err as Error).name === "ReplyError" || NOT_SENT.some((m) => message.startsWith(m))) return unavailable(err);
+  const error = new PublishOutcomeUnknownError(
+    "The connection to Redis failed after the event was sent",
+    JSON.stringify(key),
+    { cause: err },
+  );
+  return Object.assign(error, { publishId: key });
+}
+
+/** Short words for a connection failure, for the one log line an outage gets. */
+function describe(err: Error): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === "ECONNREFUSED") return "connection refused";
+  if (code === "ECONNRESET" || code === "EPIPE") return "connection reset";
+  return err.message;
 }
 
 /**
@@ -122,39 +191,93 @@ function unavailable(err: unknown): Error {
  * with XREAD on its own connection, so every node delivers every event in the same order.
  * While Redis is unreachable, publishes and replays fail fast with `BrokerUnavailableError` (no
  * offline queue, nothing buffered) and the reader resumes from its last id once Redis is back.
- * Needs a single Redis (or a primary with replicas), not Redis Cluster.
+ * A connection that stops answering is noticed within `REDIS_LIVENESS_BOUND_MS` and reopened; a
+ * publish caught in it fails with `PublishOutcomeUnknownError`, which names the id that makes its
+ * retry safe. When the reader finds that it missed events (trimmed while it lagged, or lost in a
+ * failover), it tells its `onGap` listeners. With Sentinels it follows the primary through
+ * failovers. Needs a single Redis (or a primary with replicas), not Redis Cluster.
  */
 export class RedisBroker implements Broker {
   readonly #commands: Redis & PublishCommand;
   readonly #reader: Redis;
-  readonly #keys: [string, string, string];
+  readonly #keys: Keys;
   readonly #historySize: number;
   readonly #ttlMs: number;
+  readonly #waitReplicas: number;
+  readonly #waitTimeoutMs: number;
   readonly #log: FastifyBaseLogger;
+  readonly #target: string;
   readonly #listeners = new Listeners();
+  readonly #gapListeners = new Set<() => void>();
+  readonly #ping: NodeJS.Timeout;
+  /** How long the publishing connection may stay silent with a command in flight. */
+  readonly #silenceMs: number;
+  /** When the publishing connection last answered; when the PING in flight was sent. */
+  #answeredAt = Date.now();
+  #pingSentAt: number | undefined;
+  /** When each connection's handshake began, while it is under way. */
+  readonly #handshakes = new Map<Redis, number>();
   /** The last stream id the reader delivered; undefined until it has read the stream's end once. */
   #lastId: string | undefined;
+  /** The sequence number of `#lastId`'s event, when it has one. */
+  #lastSeq: number | undefined;
+  /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
+  #checkPosition = false;
   #reading: Promise<void> | undefined;
+  /** Why Redis is unusable, since when; undefined while it is fine. */
+  #down: { reason: string; since: number } | undefined;
   #closed = false;
 
   constructor(options: RedisBrokerOptions) {
-    const common = { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0 };
-    this.#commands = new Redis(options.url, { ...common, commandTimeout: COMMAND_TIMEOUT_MS }) as Redis &
-      PublishCommand;
-    this.#reader = new Redis(options.url, common);
-    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
+    const common: RedisOptions = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      keepAlive: KEEPALIVE_MS,
+      // A demoted primary answers READONLY: reconnect, and the Sentinels name the new one.
+      reconnectOnError: (err) => err.message.startsWith("READONLY"),
+    };
+    const sentinels = options.sentinels ?? [];
+    const where: RedisOptions =
+      sentinels.length > 0 ? { sentinels: [...sentinels], name: options.masterName ?? "" } : {};
+    const connect = (extra: RedisOptions) =>
+      sentinels.length > 0
+        ? new Redis({ ...common, ...where, ...extra })
+        : new Redis(options.url, { ...common, ...extra });
+    this.#waitReplicas = options.waitReplicas ?? 0;
+    this.#waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
+    // WAIT holds the answers of this connection for up to its timeout: only silence beyond it is death.
+    const waitMs = this.#waitReplicas > 0 ? this.#waitTimeoutMs : 0;
+    this.#silenceMs = COMMAND_TIMEOUT_MS + waitMs;
+    this.#commands = connect({}) as Redis & PublishCommand;
+    this.#reader = connect({});
+    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 4, lua: PUBLISH_SCRIPT });
     this.#commands.defineCommand("heraldTrimByAge", { numberOfKeys: 1, lua: TRIM_BY_AGE_SCRIPT });
     const p = options.prefix;
-    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`];
+    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`];
     this.#historySize = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#log = options.log;
-    for (const [name, client] of [
-      ["commands", this.#commands],
-      ["reader", this.#reader],
-    ] as const) {
-      client.on("error", (err: Error) => this.#log.warn({ err, client: name }, "Redis connection error"));
+    this.#target =
+      sentinels.length > 0
+        ? `the primary "${options.masterName}" of the Sentinels ${sentinels.map((s) => `${s.host}:${s.port}`).join(",")}`
+        : `Redis at ${redactUrl(options.url)}`;
+    for (const client of [this.#commands, this.#reader]) {
+      // One line when Redis goes, one when it is back: not one per reconnect attempt.
+      client.on("error", (err: Error) => this.#lost(describe(err), err));
+      client.on("close", () => this.#lost("connection closed"));
+      client.on("ready", () => this.#ready());
+      client.on("connect", () => this.#handshakes.set(client, Date.now()));
+      // ioredis gives up for good ("end") when a Sentinel lookup is cut short; Herald never does.
+      client.on("end", () => {
+        if (!this.#closed) setTimeout(() => this.#closed || client.connect().catch(() => {}), PING_MS).unref();
+      });
     }
+    this.#reader.on("ready", () => {
+      this.#checkPosition = true;
+    });
+    this.#ping = setInterval(() => this.#checkCommands(), PING_MS);
+    this.#ping.unref();
   }
 
   /** Connects; when Redis is down, starts anyway (unhealthy) and keeps trying in the background. */
@@ -162,7 +285,7 @@ export class RedisBroker implements Broker {
     const broker = new RedisBroker(options);
     await Promise.all(
       [broker.#commands, broker.#reader].map((client) =>
-        client.connect().catch((err: Error) => options.log.error({ err }, "Redis is unreachable; retrying")),
+        client.connect().catch((err: Error) => broker.#lost(describe(err), err)),
       ),
     );
     return broker;
@@ -175,80 +298,113 @@ export class RedisBroker implements Broker {
         "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
       );
     }
+    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with it.
+    const key = input.id ?? randomUUID();
+    const publishing = this.#commands.heraldPublish(
+      this.#keys,
+      input.id ?? "",
+      input.topic,
+      input.event ?? "",
+      input.data,
+      input.retry === undefined ? "" : String(input.retry),
+      this.#historySize,
+      this.#ttlMs,
+      input.private ? "1" : "",
+      input.alternates === undefined ? "" : JSON.stringify(input.alternates),
+      key,
+    );
+    // Sent right behind the script on the same connection: WAIT counts the replicas that hold it.
+    const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
+    waiting?.catch(() => {});
     let reply: [string, string, Fields?];
+    let replicas: number | undefined;
     try {
-      reply = await this.#commands.heraldPublish(
-        this.#keys,
-        input.id ?? "",
-        input.topic,
-        input.event ?? "",
-        input.data,
-        input.retry === undefined ? "" : String(input.retry),
-        this.#historySize,
-        this.#ttlMs,
-        input.private ? "1" : "",
-      );
+      reply = await publishing;
+      this.#answeredAt = Date.now();
+      replicas = await waiting;
+      this.#answeredAt = Date.now();
     } catch (err) {
-      throw unavailable(err);
+      throw outcomeUnknown(err, key);
     }
     const [kind, sid, fields] = reply;
+    let result: PublishResult;
     if (kind === "new") {
-      return {
+      result = {
         event: { ...input, id: input.id ?? sid, time: Number(sid.split("-")[0]), pos: sidPos(sid) },
         duplicate: false,
       };
+    } else {
+      const stored = toStored(sid, fields ?? []);
+      if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id ?? key));
+      result = { event: stored, duplicate: true };
     }
-    const stored = toStored(sid, fields ?? []);
-    if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id));
-    return { event: stored, duplicate: true };
+    if (replicas !== undefined && replicas < this.#waitReplicas) {
+      const error = new PublishOutcomeUnknownError(
+        `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the event within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
+        JSON.stringify(key),
+      );
+      throw Object.assign(error, { publishId: key });
+    }
+    return result;
   }
 
-  async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
+  async subscribe(onEvent: (event: StoredEvent) => void, onGap?: () => void): Promise<() => Promise<void>> {
     const unsubscribe = this.#listeners.add(onEvent);
+    const gap = onGap && (() => onGap());
+    if (gap) this.#gapListeners.add(gap);
     if (this.#reading === undefined) {
       // Know where the stream ends now, so that every later event reaches the listener.
-      this.#lastId = await this.#streamEnd(this.#commands).catch(() => undefined);
+      await this.#streamEnd(this.#commands).catch(() => undefined);
+      this.#checkPosition = false;
       this.#reading = this.#readLoop();
     }
-    return unsubscribe;
+    return async () => {
+      if (gap) this.#gapListeners.delete(gap);
+      await unsubscribe();
+    };
   }
 
-  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+  async locate(id: string): Promise<Location> {
     try {
       const [stream] = this.#keys;
       if (this.#ttlMs > 0) await this.#commands.heraldTrimByAge(stream, this.#ttlMs);
       const last = (await this.#commands.xrevrange(stream, "+", "-", "COUNT", 1)) as Entry[];
       const newest = last[0] && toStored(...last[0]);
       const head = newest && { id: newest.id, pos: newest.pos };
-      const from = await this.#locate(afterId);
-      if (from === undefined) return { events: [], found: false, head };
-      const wanted = topics === "*" ? undefined : new Set(topics);
-      const events: StoredEvent[] = [];
-      let cursor = from;
-      // Bounded by the stream's length, which trimming keeps at HISTORY_SIZE.
-      while (events.length < limit) {
-        const page = (await this.#commands.xrange(stream, `(${cursor}`, "+", "COUNT", PAGE)) as Entry[];
-        for (const [sid, fields] of page) {
-          const event = toStored(sid, fields);
-          if ((wanted === undefined || wanted.has(event.topic)) && events.length < limit) events.push(event);
-          cursor = sid;
-        }
-        if (page.length < PAGE) break;
-      }
-      return { events, found: true, afterPos: sidPos(from), head };
+      if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+      const sid = await this.#locate(id);
+      return sid === undefined ? { found: false, head } : { found: true, pos: sidPos(sid), head };
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
+  async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
+    try {
+      const start = afterPos === BEFORE_FIRST_POS ? "-" : `(${posSid(afterPos)}`;
+      const page = (await this.#commands.xrange(this.#keys[0], start, "+", "COUNT", limit)) as Entry[];
+      return page.map(([sid, fields]) => toStored(sid, fields));
     } catch (err) {
       throw unavailable(err);
     }
   }
 
   status(): BrokerStatus {
-    if (this.#commands.status === "ready" && this.#reader.status === "ready") return { ok: true };
-    return { ok: false, detail: `Redis is unreachable (connection ${this.#commands.status})` };
+    if (this.#down === undefined && this.#commands.status === "ready" && this.#reader.status === "ready") {
+      return { ok: true };
+    }
+    const reason = this.#down?.reason ?? "connecting";
+    return {
+      ok: false,
+      detail: `Herald cannot use ${this.#target} (${reason}): publishes answer 503 and live events wait until it is back; reconnecting`,
+    };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#ping);
     this.#listeners.clear();
+    this.#gapListeners.clear();
     this.#reader.disconnect();
     await this.#reading;
     await this.#commands.quit().catch(() => this.#commands.disconnect());
@@ -269,9 +425,117 @@ export class RedisBroker implements Broker {
     }
   }
 
-  async #streamEnd(client: Redis): Promise<string> {
-    const last = (await client.xrevrange(this.#keys[0], "+", "-", "COUNT", 1)) as Entry[];
-    return last[0]?.[0] ?? "0-0";
+  /** Reads where the stream ends now (its last id and sequence number) into the reader's position. */
+  async #streamEnd(client: Redis): Promise<void> {
+    const [stream, , , seq] = this.#keys;
+    const replies = await client.multi().xrevrange(stream, "+", "-", "COUNT", 1).get(seq).exec();
+    const [[lastErr, last], [seqErr, count]] = replies as [[Error | null, Entry[]], [Error | null, string | null]];
+    if (lastErr || seqErr) throw lastErr ?? seqErr;
+    const entry = last[0];
+    this.#lastId = entry?.[0] ?? "0-0";
+    this.#lastSeq = entry ? seqOf(entry[1]) : count === null ? 0 : Number(count);
+  }
+
+  /**
+   * After the reader reconnects: is its position still a place in this stream? The event it read
+   * last may be gone from the middle of what Redis keeps (written to a primary that failed before
+   * its replica had it), or Redis may have lost data (its counter went back). Events trimmed from
+   * the old end are not a gap by themselves: the sequence numbers tell on the next read.
+   */
+  async #positionLost(): Promise<boolean> {
+    const [stream, , , seq] = this.#keys;
+    const last = this.#lastId as string;
+    const replies = await this.#reader
+      .multi()
+      .xrange(stream, last, last)
+      .xrange(stream, "-", "+", "COUNT", 1)
+      .get(seq)
+      .exec();
+    const [[e1, found], [e2, first], [e3, count]] = replies as [
+      [Error | null, Entry[]],
+      [Error | null, Entry[]],
+      [Error | null, string | null],
+    ];
+    if (e1 || e2 || e3) throw e1 ?? e2 ?? e3;
+    if (this.#lastSeq !== undefined && Number(count ?? 0) < this.#lastSeq) return true;
+    const oldest = first[0]?.[0];
+    return last !== "0-0" && found.length === 0 && oldest !== undefined && sidPos(oldest) < sidPos(last);
+  }
+
+  /** The live feed missed events: listeners end the streams that relied on it. */
+  #gap(reason: string): void {
+    this.#log.warn(
+      `the live feed from Redis has a gap (${reason}): ending this node's streams, their clients resume from history`,
+    );
+    for (const listener of this.#gapListeners) listener();
+  }
+
+  #lost(reason: string, err?: Error): void {
+    if (this.#closed || this.#down !== undefined) return;
+    this.#down = { reason, since: Date.now() };
+    this.#log.warn(
+      { err },
+      `lost ${this.#target} (${reason}): publishes answer 503 and live events wait until it is back; reconnecting`,
+    );
+  }
+
+  #ready(): void {
+    if (this.#closed || this.#down === undefined) return;
+    if (this.#commands.status !== "ready" || this.#reader.status !== "ready") return;
+    const seconds = ((Date.now() - this.#down.since) / 1000).toFixed(1);
+    this.#down = undefined;
+    this.#log.info(`${this.#target} is reachable again after ${seconds} s`);
+  }
+
+  /**
+   * Each PING_MS: sends a PING on the publishing connection, or, when the last one is still
+   * unanswered and nothing else came back for `#silenceMs` either, reopens the connection.
+   */
+  #checkCommands(): void {
+    const now = Date.now();
+    for (const [client, since] of this.#handshakes) {
+      // Connected, but the handshake (INFO) is not answered: the new link is silent too.
+      if (client.status === "connect" && now - since > COMMAND_TIMEOUT_MS) {
+        this.#handshakes.delete(client);
+        this.#hung(client, COMMAND_TIMEOUT_MS);
+      }
+    }
+    if (this.#commands.status !== "ready") {
+      this.#pingSentAt = undefined;
+      return;
+    }
+    if (this.#pingSentAt === undefined) {
+      this.#pingSentAt = now;
+      this.#commands.ping().then(
+        () => {
+          this.#answeredAt = Date.now();
+          this.#pingSentAt = undefined;
+        },
+        () => {
+          this.#pingSentAt = undefined;
+        },
+      );
+    } else if (now - Math.max(this.#pingSentAt, this.#answeredAt) > this.#silenceMs) {
+      this.#pingSentAt = undefined;
+      this.#hung(this.#commands, this.#silenceMs);
+    }
+  }
+
+  /** The reader's `promise`, whose connection is reopened if it takes longer than `ms`. */
+  async #bounded<T>(promise: Promise<T>, ms: number): Promise<T> {
+    const timer = setTimeout(() => this.#hung(this.#reader, ms), ms);
+    try {
+      return await promise;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A connection went silent: report it, and close it so that ioredis opens a new one. */
+  #hung(client: Redis, ms: number): void {
+    if (this.#closed) return;
+    this.#lost(`no answer within ${ms} ms`);
+    client.disconnect(true);
   }
 
   /** Tails the stream from `#lastId` for as long as the broker is open, through Redis outages. */
@@ -279,30 +543,48 @@ export class RedisBroker implements Broker {
     let failures = 0;
     while (!this.#closed) {
       try {
-        this.#lastId ??= await this.#streamEnd(this.#reader);
-        const reply = (await this.#reader.xread(
-          "COUNT",
-          PAGE,
-          "BLOCK",
-          BLOCK_MS,
-          "STREAMS",
-          this.#keys[0],
-          this.#lastId,
+        if (this.#lastId === undefined) {
+          await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
+          this.#checkPosition = false;
+        } else if (this.#checkPosition) {
+          this.#checkPosition = false;
+          if (await this.#bounded(this.#positionLost(), COMMAND_TIMEOUT_MS)) {
+            this.#gap("the last event it read is no longer in Redis, which failed over or lost data");
+            await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
+          }
+        }
+        const reply = (await this.#bounded(
+          this.#reader.xread("COUNT", PAGE, "BLOCK", BLOCK_MS, "STREAMS", this.#keys[0], this.#lastId as string),
+          BLOCK_MS + COMMAND_TIMEOUT_MS,
         )) as [string, Entry[]][] | null;
         failures = 0;
         for (const [, entries] of reply ?? []) {
           for (const [sid, fields] of entries) {
+            const seq = seqOf(fields);
+            if (seq !== undefined && this.#lastSeq !== undefined && seq !== this.#lastSeq + 1) {
+              this.#gap(`expected event number ${this.#lastSeq + 1}, read ${seq}: it lagged behind trimming`);
+            }
             this.#lastId = sid;
-            const event = toStored(sid, fields);
-            this.#listeners.emit(event);
+            this.#lastSeq = seq;
+            this.#listeners.emit(toStored(sid, fields));
           }
         }
-      } catch (err) {
+      } catch {
         if (this.#closed) return;
+        // The connection's own events report the outage; reconnecting is ioredis's job.
         failures++;
-        if (failures === 1) this.#log.warn({ err }, "reading the Redis stream failed; retrying");
         await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * failures)));
       }
     }
+  }
+}
+
+/** A Redis URL without its password, for logs and `/health`. */
+function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.hostname}:${parsed.port || "6379"}`;
+  } catch {
+    return "the configured URL";
   }
 }

@@ -1,19 +1,24 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { BrokerUnavailableError, IdConflictError } from "../errors.js";
-import type {
-  Broker,
-  BrokerStatus,
-  EventInput,
-  HistoryResult,
-  PublishResult,
-  StoredEvent,
-  TopicSelection,
+import { SHUTDOWN_GRACE_MS } from "../config.js";
+import { BrokerUnavailableError, IdConflictError, IdRetiredError } from "../errors.js";
+import {
+  BEFORE_FIRST_POS,
+  type Broker,
+  type BrokerStatus,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  posSeq,
+  retiredIdCapacity,
+  type StoredEvent,
+  sameContent,
+  seqPos,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
-import { sameContent, seqPos } from "./memory-broker.js";
 
 /** Options for `SqliteBroker`. */
 export interface SqliteBrokerOptions {
@@ -22,6 +27,42 @@ export interface SqliteBrokerOptions {
   historySize: number;
   /** Events older than this many seconds leave history; 0 or absent keeps them. */
   historyTtlS?: number;
+  /** The clock that stamps events and ages them (ms since epoch); `Date.now` unless a test steps it. */
+  now?: () => number;
+}
+
+/** How long opening waits for the file lock: a predecessor may take the whole shutdown grace to let go. */
+const LOCK_WAIT_MS = SHUTDOWN_GRACE_MS + 1_000;
+
+/**
+ * Creates the folder `dir` and its missing parents, one level at a time: Node's recursive
+ * `mkdirSync` never returns for a path under `/proc`, where every level fails with ENOENT.
+ */
+function makeFolder(dir: string): void {
+  const missing: string[] = [];
+  let current = dir;
+  while (!existsSync(current)) {
+    missing.push(current);
+    const parent = dirname(current);
+    if (parent === current) break;
+    current = parent;
+  }
+  if (existsSync(current) && !statSync(current).isDirectory()) throw new Error(`${current} is a file, not a folder`);
+  for (const folder of missing.reverse()) mkdirSync(folder);
+}
+
+/** A start-up error that names the setting, the path and what is wrong, keeping the original as `cause`. */
+function openError(path: string, err: unknown): Error {
+  const code = (err as { code?: string }).code;
+  const reason =
+    code === "SQLITE_BUSY"
+      ? "it is in use by another Herald process (still shutting down, or running); give each process its own file"
+      : code === "SQLITE_NOTADB"
+        ? "the file exists and is not a SQLite database; choose another path, or move the file away"
+        : code === "SQLITE_CANTOPEN"
+          ? "the file cannot be opened or created there; choose a path in a writable folder"
+          : (err as Error).message;
+  return new Error(`DATABASE_PATH ${path} cannot be used: ${reason}`, { cause: err });
 }
 
 interface EventRow {
@@ -32,6 +73,7 @@ interface EventRow {
   data: string;
   retry: number | null;
   private: number | null;
+  alternates: string | null;
   time: number;
 }
 
@@ -51,9 +93,12 @@ const SCHEMA = `
     data TEXT NOT NULL,
     retry INTEGER,
     private INTEGER,
-    time INTEGER NOT NULL
+    time INTEGER NOT NULL,
+    alternates TEXT
   );
-  CREATE INDEX IF NOT EXISTS events_time ON events (time);
+  DROP INDEX IF EXISTS events_time;
+  CREATE TABLE IF NOT EXISTS retired (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+  CREATE INDEX IF NOT EXISTS retired_seq ON retired (seq);
 `;
 
 function toStored(row: EventRow): StoredEvent {
@@ -66,6 +111,7 @@ function toStored(row: EventRow): StoredEvent {
     ...(row.event !== null && { event: row.event }),
     ...(row.retry !== null && { retry: row.retry }),
     ...(row.private === 1 && { private: true }),
+    ...(row.alternates !== null && { alternates: JSON.parse(row.alternates) as string[] }),
   };
 }
 
@@ -73,16 +119,19 @@ function toStored(row: EventRow): StoredEvent {
  * Durable history on one machine, in a SQLite file. A publish resolves only once its transaction
  * is committed and synced to disk (WAL, `synchronous=FULL`); publishes that arrive in the same
  * turn of the event loop share one transaction and one sync. Ids are `<database>-<sequence>` and
- * stay ordered across restarts. One process only: the file is locked while open.
+ * stay ordered across restarts; the ids that left history are remembered (a bounded number, in the
+ * file) and refused to new events. History is trimmed from its oldest end only, by size and by
+ * age. One process only: the file is locked while open.
  */
 export class SqliteBroker implements Broker {
   readonly #db: Database.Database;
   readonly #historySize: number;
   readonly #ttlMs: number;
+  readonly #retiredCapacity: number;
+  readonly #now: () => number;
   readonly #run: string;
   readonly #listeners = new Listeners();
   readonly #statements;
-  readonly #historyByTopicCount = new Map<number, Database.Statement<unknown[], EventRow>>();
   #seq: number;
   #queue: Pending[] = [];
   #commitScheduled = false;
@@ -91,10 +140,13 @@ export class SqliteBroker implements Broker {
     this.#db = db;
     this.#historySize = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
+    this.#retiredCapacity = retiredIdCapacity(options.historySize);
+    this.#now = options.now ?? Date.now;
     db.exec(SCHEMA);
-    // Files created before private events existed lack the column.
+    // Files created before private events (or alternate topics) existed lack the column.
     const columns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('events')").all();
     if (!columns.some((c) => c.name === "private")) db.exec("ALTER TABLE events ADD COLUMN private INTEGER");
+    if (!columns.some((c) => c.name === "alternates")) db.exec("ALTER TABLE events ADD COLUMN alternates TEXT");
     const getMeta = db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?");
     let run = getMeta.get("run")?.value;
     if (run === undefined) {
@@ -108,24 +160,38 @@ export class SqliteBroker implements Broker {
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO events (seq, id, topic, event, data, retry, private, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @time)",
+        "INSERT INTO events (seq, id, topic, event, data, retry, private, alternates, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @alternates, @time)",
       ),
       saveSeq: db.prepare(
         "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
-      trimBySize: db.prepare("DELETE FROM events WHERE seq <= ?"),
-      trimByAge: db.prepare("DELETE FROM events WHERE time < ?"),
+      retire: db.prepare("INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ?"),
+      trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
+      forget: db.prepare(
+        "DELETE FROM retired WHERE seq <= (SELECT seq FROM retired ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+      ),
+      isRetired: db.prepare<[string], { seq: number }>("SELECT seq FROM retired WHERE id = ?"),
+      // In history order, not time order: a clock stepped back must not make an event in the middle
+      // look old. NOT INDEXED: a scan from the oldest row stops at the first young one.
+      firstYoung: db.prepare<[number], { seq: number }>(
+        "SELECT seq FROM events NOT INDEXED WHERE time >= ? ORDER BY seq LIMIT 1",
+      ),
+      tail: db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM events"),
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
-      historyAll: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+      page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
     };
   }
 
-  /** Opens (or creates) the database at `options.path`; throws if another process holds it. */
+  /**
+   * Opens (or creates) the database at `options.path`. Waits up to `LOCK_WAIT_MS` for another
+   * process to let go of the file; throws an error naming `DATABASE_PATH` if it does not, or if
+   * the path cannot hold a database.
+   */
   static open(options: SqliteBrokerOptions): SqliteBroker {
-    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
-    // Wait a moment for a predecessor that is still shutting down, not the default 5 s.
-    const db = new Database(options.path, { timeout: 1_000 });
+    let db: Database.Database | undefined;
     try {
+      if (options.path !== ":memory:") makeFolder(dirname(options.path));
+      db = new Database(options.path, { timeout: LOCK_WAIT_MS });
       db.pragma("journal_mode = WAL");
       // FULL: a commit is on disk when it returns, which is what a 201 promises.
       db.pragma("synchronous = FULL");
@@ -134,16 +200,8 @@ export class SqliteBroker implements Broker {
       db.exec("BEGIN IMMEDIATE; COMMIT;");
       return new SqliteBroker(db, options);
     } catch (err) {
-      db.close();
-      if ((err as { code?: string }).code === "SQLITE_BUSY") {
-        throw new Error(
-          `DATABASE_PATH ${options.path} is in use by another Herald process; give each process its own file`,
-          {
-            cause: err,
-          },
-        );
-      }
-      throw err;
+      db?.close();
+      throw openError(options.path, err);
     }
   }
 
@@ -160,18 +218,23 @@ export class SqliteBroker implements Broker {
     return this.#listeners.add(onEvent);
   }
 
-  async history(topics: TopicSelection, afterId: string, limit: number): Promise<HistoryResult> {
+  async locate(id: string): Promise<Location> {
     try {
       this.#trimByAge();
       const newest = this.#statements.head.get();
       const head = newest && { id: newest.id, pos: seqPos(newest.seq) };
-      const from = this.#statements.byId.get(afterId);
-      if (from === undefined) return { events: [], found: false, head };
-      const rows =
-        topics === "*"
-          ? this.#statements.historyAll.all(from.seq, limit)
-          : this.#historyStatement(topics.length).all(from.seq, ...topics, limit);
-      return { events: rows.map(toStored), found: true, afterPos: seqPos(from.seq), head };
+      if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+      const row = this.#statements.byId.get(id);
+      return row === undefined ? { found: false, head } : { found: true, pos: seqPos(row.seq), head };
+    } catch (err) {
+      throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
+    try {
+      this.#trimByAge();
+      return this.#statements.page.all(posSeq(afterPos), limit).map(toStored);
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
     }
@@ -188,16 +251,6 @@ export class SqliteBroker implements Broker {
     this.#db.close();
   }
 
-  #historyStatement(topicCount: number): Database.Statement<unknown[], EventRow> {
-    let statement = this.#historyByTopicCount.get(topicCount);
-    if (statement === undefined) {
-      const marks = new Array(topicCount).fill("?").join(", ");
-      statement = this.#db.prepare(`SELECT * FROM events WHERE seq > ? AND topic IN (${marks}) ORDER BY seq LIMIT ?`);
-      this.#historyByTopicCount.set(topicCount, statement);
-    }
-    return statement;
-  }
-
   /** Writes every queued publish in one transaction, then answers each and fans out in id order. */
   #commit(): void {
     const batch = this.#queue;
@@ -210,7 +263,7 @@ export class SqliteBroker implements Broker {
       this.#db.transaction(() => {
         for (const { input } of batch) outcomes.push(this.#insert(input));
         this.#statements.saveSeq.run(String(this.#seq));
-        this.#statements.trimBySize.run(this.#seq - this.#historySize);
+        this.#trimThrough(this.#seq - this.#historySize);
         this.#trimByAge();
       })();
     } catch (err) {
@@ -239,14 +292,18 @@ export class SqliteBroker implements Broker {
           ? { event: stored, duplicate: true }
           : new IdConflictError(JSON.stringify(input.id));
       }
+      if (this.#statements.isRetired.get(input.id) !== undefined) return new IdRetiredError(JSON.stringify(input.id));
     }
     const seq = ++this.#seq;
     let id = input.id ?? `${this.#run}-${seq}`;
     // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
-    while (input.id === undefined && this.#statements.byId.get(id) !== undefined) {
+    while (
+      input.id === undefined &&
+      (this.#statements.byId.get(id) !== undefined || this.#statements.isRetired.get(id) !== undefined)
+    ) {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
-    const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
+    const event: StoredEvent = { ...input, id, time: this.#now(), pos: seqPos(seq) };
     this.#statements.insert.run({
       seq,
       id,
@@ -255,12 +312,26 @@ export class SqliteBroker implements Broker {
       data: input.data,
       retry: input.retry ?? null,
       private: input.private ? 1 : null,
+      alternates: input.alternates === undefined ? null : JSON.stringify(input.alternates),
       time: event.time,
     });
     return { event, duplicate: false };
   }
 
+  /** Drops the events older than the age limit from the oldest end, up to the first younger one. */
   #trimByAge(): void {
-    if (this.#ttlMs > 0) this.#statements.trimByAge.run(Date.now() - this.#ttlMs);
+    if (this.#ttlMs === 0) return;
+    const young = this.#statements.firstYoung.get(this.#now() - this.#ttlMs);
+    const through = young === undefined ? this.#statements.tail.get()?.seq : young.seq - 1;
+    if (through != null) this.#trimThrough(through);
+  }
+
+  /** Drops the events up to `seq` from history, remembering their ids (a bounded number of them). */
+  #trimThrough(seq: number): void {
+    this.#db.transaction(() => {
+      if (this.#statements.retire.run(seq).changes === 0) return;
+      this.#statements.trim.run(seq);
+      this.#statements.forget.run(this.#retiredCapacity);
+    })();
   }
 }

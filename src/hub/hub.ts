@@ -1,7 +1,16 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { TopicGrant } from "../auth/topic-grant.js";
-import type { Broker, EventInput, PublishResult, StoredEvent, TopicSelection } from "../broker/broker.js";
-import { encodeEvent } from "../sse/encode.js";
+import {
+  type Broker,
+  EARLIEST_ID,
+  type EventInput,
+  type Location,
+  type PublishResult,
+  type StoredEvent,
+  type TopicSelection,
+} from "../broker/broker.js";
+import { EventTooLargeError, InvalidEventError } from "../errors.js";
+import { encodedSize, encodeEvent } from "../sse/encode.js";
 import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
 import { ALL_TOPICS } from "./topic.js";
@@ -13,11 +22,26 @@ export interface HubOptions {
   replayLimit: number;
   /** The most bytes of live events a stream may hold back while it replays. */
   maxPendingBytes: number;
+  /**
+   * A replaying stream whose socket does not drain within this many ms is dropped (counted in
+   * `closedTooSlow`): its client reconnects and resumes where it stopped. Default `REPLAY_DRAIN_TIMEOUT_MS`.
+   */
+  replayDrainTimeoutMs?: number;
+  /** The most bytes one event may take on the wire; a larger publish is refused. */
+  maxEventBytes: number;
   log: FastifyBaseLogger;
 }
 
 /** A replay hands this much to a stream, then waits for the socket to drain before the next batch. */
 const REPLAY_BATCH_BYTES = 64 * 1024;
+/** The most events one history page holds: a replay reads history page by page, never all at once. */
+export const REPLAY_PAGE_EVENTS = 256;
+/** Pages are sized from the events seen so far to hold about this many bytes of event data. */
+export const REPLAY_PAGE_BYTES = 256 * 1024;
+/** The first page is small: nothing is known yet about the size of events. */
+const REPLAY_FIRST_PAGE_EVENTS = 16;
+/** Default of `HubOptions.replayDrainTimeoutMs` (the `REPLAY_DRAIN_TIMEOUT_MS` setting's default). */
+export const REPLAY_DRAIN_TIMEOUT_MS = 10_000;
 
 /** Counters for `/stats`. */
 export interface HubCounters {
@@ -25,6 +49,32 @@ export interface HubCounters {
   delivered: number;
   replays: number;
   resets: number;
+  /** Replays ended because the client did not take a batch within the drain deadline. */
+  replaysStalled: number;
+  /** Times the broker's live feed missed events, and this node ended its streams so they resume. */
+  feedGaps: number;
+}
+
+/** Whether an event belongs to a subscription's topics. */
+export type TopicMatch = (event: StoredEvent) => boolean;
+
+/**
+ * The one place a replay decides which of history's events a subscription wants (engines hand
+ * back every topic). Live fan-out finds subscribers through the hub's topic index instead.
+ */
+export function topicMatch(topics: TopicSelection): TopicMatch {
+  if (topics === ALL_TOPICS) return () => true;
+  const wanted = new Set(topics);
+  return (event) => wanted.has(event.topic);
+}
+
+/** How many events the next history page may hold: about `REPLAY_PAGE_BYTES` of events like the last page's. */
+function nextPageLimit(page: readonly StoredEvent[]): number {
+  let bytes = 0;
+  // Field names, id and framing: a rough constant is enough to size a page.
+  for (const event of page) bytes += event.data.length + event.id.length + 64;
+  const perEvent = bytes / Math.max(1, page.length);
+  return Math.max(1, Math.min(REPLAY_PAGE_EVENTS, Math.floor(REPLAY_PAGE_BYTES / perEvent)));
 }
 
 /** Whether a subscription may receive the private events of a topic. */
@@ -111,22 +161,36 @@ export class Hub {
   readonly #broker: Broker;
   readonly #replayLimit: number;
   readonly #maxPendingBytes: number;
+  readonly #drainTimeoutMs: number;
+  readonly #maxEventBytes: number;
   readonly #log: FastifyBaseLogger;
   readonly #byTopic = new Map<string, Set<Subscription>>();
   readonly #everyTopic = new Set<Subscription>();
   #unsubscribe: (() => Promise<void>) | undefined;
-  readonly counters: HubCounters = { published: 0, delivered: 0, replays: 0, resets: 0 };
+  readonly counters: HubCounters = {
+    published: 0,
+    delivered: 0,
+    replays: 0,
+    resets: 0,
+    replaysStalled: 0,
+    feedGaps: 0,
+  };
 
   constructor(options: HubOptions) {
     this.#broker = options.broker;
     this.#replayLimit = options.replayLimit;
     this.#maxPendingBytes = options.maxPendingBytes;
+    this.#drainTimeoutMs = options.replayDrainTimeoutMs ?? REPLAY_DRAIN_TIMEOUT_MS;
+    this.#maxEventBytes = options.maxEventBytes;
     this.#log = options.log;
   }
 
   /** Starts receiving the broker's events. */
   async start(): Promise<void> {
-    this.#unsubscribe = await this.#broker.subscribe((event) => this.#dispatch(event));
+    this.#unsubscribe = await this.#broker.subscribe(
+      (event) => this.#dispatch(event),
+      () => this.#endAll(),
+    );
   }
 
   /** Stops receiving events. Open streams are not touched. */
@@ -135,8 +199,18 @@ export class Hub {
     this.#unsubscribe = undefined;
   }
 
-  /** Publishes through the broker; fan-out comes back through `start`'s subscription. */
+  /**
+   * Publishes through the broker; fan-out comes back through `start`'s subscription. Refuses an
+   * event over `maxEventBytes` on the wire (`EventTooLargeError`) before anything is stored.
+   */
   async publish(input: EventInput): Promise<PublishResult> {
+    if (input.id === EARLIEST_ID) {
+      throw new InvalidEventError(
+        `id "${EARLIEST_ID}" is reserved: as a Last-Event-ID it means "replay everything retained". Choose another id`,
+      );
+    }
+    const size = encodedSize(input);
+    if (size > this.#maxEventBytes) throw new EventTooLargeError(size, this.#maxEventBytes);
     const result = await this.#broker.publish(input);
     if (!result.duplicate) this.counters.published++;
     return result;
@@ -154,10 +228,13 @@ export class Hub {
    * Attaches `stream` to `topics` until it closes. With `lastEventId`, first sends every retained
    * event after it (or a `reset` event when that id has left history), then the live feed: no gap
    * and no duplicate, because the subscription exists before history is read and live events at
-   * or before the replay's last position are dropped. The replay goes out in batches, each after
-   * the socket has drained, so a client that does not read holds at most one batch. Private events,
-   * live or replayed, reach the stream only on the topics `grant` (its token's `mercure.subscribe`) covers.
-   * With `envelope`, events go out as `encodeEnvelope` makes them (the `reset` event stays as it is).
+   * or before the replay's last position are dropped. `EARLIEST_ID` replays everything retained.
+   * History is read in pages of at most `REPLAY_PAGE_EVENTS` (fewer when events are large) and
+   * goes out in batches, each after the socket has drained, so a client that does not read holds
+   * at most a page and a batch, and is dropped when a batch does not drain within the deadline.
+   * Private events, live or replayed, reach the stream only on the topics `grant` (its token's
+   * `mercure.subscribe`) covers. With `envelope`, events go out as `encodeEnvelope` makes them
+   * (the `reset` event stays as it is).
    */
   async subscribe(
     stream: SseStream,
@@ -172,37 +249,108 @@ export class Hub {
     stream.onClose(() => this.#detach(sub, topics));
     if (lastEventId === undefined) return;
 
-    let history: Awaited<ReturnType<Broker["history"]>>;
+    let location: Location;
     try {
-      history = await this.#broker.history(topics, lastEventId, this.#replayLimit);
+      location = await this.#broker.locate(lastEventId);
     } catch (err) {
-      // Headers are sent: no error body. Ending the stream makes the client retry with the same id.
-      this.#log.error({ err }, "history lookup failed; ending the stream so the client retries");
-      stream.end();
+      this.#endAfterFailedRead(stream, err);
       return;
     }
     if (stream.closed) return;
-    if (!history.found) {
+    if (!location.found || location.pos === undefined) {
       this.counters.resets++;
-      stream.send(encodeEvent(resetEvent(lastEventId, history.head?.id)));
-      sub.goLive(history.head?.pos);
+      stream.send(encodeEvent(resetEvent(lastEventId, location.head?.id)));
+      sub.goLive(location.head?.pos);
       return;
     }
     this.counters.replays++;
-    let batchBytes = 0;
-    for (const event of history.events) {
-      if (event.private && !sub.mayReceivePrivate(event.topic)) continue;
-      const bytes = envelope ? encodeEnvelope(event, true) : encodeEvent(event);
-      stream.send(bytes);
-      this.counters.delivered++;
-      batchBytes += bytes.length;
-      if (batchBytes >= REPLAY_BATCH_BYTES) {
-        batchBytes = 0;
-        if (!(await stream.drain())) return;
-      }
-    }
+    const seenUpTo = await this.#replay(sub, topicMatch(topics), { id: lastEventId, pos: location.pos }, location.head);
     // Nothing is awaited from here on, so no live event can slip between the replay and the live feed.
-    sub.goLive(history.events.at(-1)?.pos ?? history.afterPos);
+    if (seenUpTo !== undefined) sub.goLive(seenUpTo);
+  }
+
+  /**
+   * Sends the events after `from` up to `head` (later ones are in `sub.pending`), page by page.
+   * Returns the last position covered, or undefined when the stream has ended.
+   */
+  async #replay(
+    sub: Subscription,
+    matches: TopicMatch,
+    from: { id: string; pos: string },
+    head: { pos: string } | undefined,
+  ): Promise<string | undefined> {
+    const stream = sub.stream;
+    let cursor = from;
+    let sent = 0;
+    let batchBytes = 0;
+    let limit = REPLAY_FIRST_PAGE_EVENTS;
+    while (head !== undefined && cursor.pos < head.pos && sent < this.#replayLimit) {
+      let page: StoredEvent[];
+      try {
+        page = await this.#broker.read(cursor.pos, limit);
+        // History is trimmed from its oldest end only: if the cursor's event is still there after
+        // the read, nothing after it was trimmed before the page was taken. Otherwise events may
+        // be missing: end the stream, and its client's resume gets a `reset`.
+        if (cursor.id !== EARLIEST_ID && !(await this.#broker.locate(cursor.id)).found) {
+          this.#log.info("history was trimmed past a replay in progress; ending the stream so the client resumes");
+          stream.end();
+          return undefined;
+        }
+      } catch (err) {
+        this.#endAfterFailedRead(stream, err);
+        return undefined;
+      }
+      if (stream.closed) return undefined;
+      if (page.length === 0) break;
+      for (const event of page) {
+        cursor = event;
+        if (!matches(event) || (event.private && !sub.mayReceivePrivate(event.topic))) continue;
+        const bytes = sub.envelope ? encodeEnvelope(event, true) : encodeEvent(event);
+        stream.send(bytes);
+        this.counters.delivered++;
+        batchBytes += bytes.length;
+        if (++sent >= this.#replayLimit) break;
+        if (batchBytes >= REPLAY_BATCH_BYTES) {
+          batchBytes = 0;
+          if (!(await this.#drained(stream))) return undefined;
+        }
+      }
+      limit = nextPageLimit(page);
+    }
+    return cursor.pos;
+  }
+
+  /** Waits for `stream` to drain; drops it when it does not within the deadline. False when it has closed. */
+  async #drained(stream: SseStream): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => {
+      timer = setTimeout(() => resolve("late"), this.#drainTimeoutMs);
+    });
+    const outcome = await Promise.race([stream.drain(), late]);
+    clearTimeout(timer);
+    if (outcome !== "late") return outcome;
+    this.counters.replaysStalled++;
+    // Holding the page any longer would let idle clients pin server memory; it resumes by id.
+    stream.dropTooSlow();
+    return false;
+  }
+
+  #endAfterFailedRead(stream: SseStream, err: unknown): void {
+    // Headers are sent: no error body. Ending the stream makes the client retry with the same id.
+    this.#log.error({ err }, "history lookup failed; ending the stream so the client retries");
+    stream.end();
+  }
+
+  /**
+   * The live feed missed events: no local stream can be trusted to be complete. Ending them makes
+   * each client reconnect with its Last-Event-ID, and get the missed events from history, or a
+   * `reset` when they have left it.
+   */
+  #endAll(): void {
+    this.counters.feedGaps++;
+    const subs = new Set([...this.#everyTopic, ...[...this.#byTopic.values()].flatMap((set) => [...set])]);
+    this.#log.warn({ streams: subs.size }, "ending every local stream after a gap in the live feed");
+    for (const sub of subs) sub.stream.end();
   }
 
   #dispatch(event: StoredEvent): void {
@@ -258,11 +406,13 @@ export class Hub {
 
 /**
  * The event sent instead of a replay when the client's id is unknown. It carries the newest id so
- * the client's next reconnect resumes from now instead of hitting the same reset again.
+ * the client's next reconnect resumes from now instead of hitting the same reset again; on an
+ * empty history, `EARLIEST_ID` (an empty id would clear the client's Last-Event-ID, by the
+ * EventSource rules, and its next reconnect would not resume at all).
  */
 function resetEvent(lastEventId: string, head: string | undefined) {
   return {
-    id: head ?? "",
+    id: head ?? EARLIEST_ID,
     event: "reset",
     data: JSON.stringify({
       reason: "last-event-id-not-in-history",

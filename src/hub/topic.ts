@@ -15,6 +15,14 @@ export function isValidTopic(topic: string): boolean {
   return TOPIC_RE.test(topic);
 }
 
+/** For `?topic=a,b`: a stream takes several topics as `topic=` repeated, never as one list. */
+function severalTopicsHint(name: string): string {
+  const parts = name.split(",").filter(Boolean);
+  if (parts.length < 2) return "";
+  const query = parts.slice(0, 3).map((part) => `topic=${encodeURIComponent(part.trim())}`);
+  return ` (for several topics, repeat topic=: ?${query.join("&")})`;
+}
+
 /**
  * Turns the `topic` query parameter(s) of a stream into a selection: none means `default`,
  * `*` anywhere means every topic, duplicates collapse. Throws `InvalidTopicError` for a bad name,
@@ -26,7 +34,8 @@ export function parseTopicSelection(raw: string | string[] | undefined, maxTopic
   const topics = new Set<string>();
   for (const name of names) {
     if (name === ALL_TOPICS) return ALL_TOPICS;
-    if (!isValidTopic(name)) throw new InvalidTopicError(JSON.stringify(name.slice(0, 300)));
+    if (!isValidTopic(name))
+      throw new InvalidTopicError(`${JSON.stringify(name.slice(0, 300))}${severalTopicsHint(name)}`);
     topics.add(name);
   }
   if (topics.size > maxTopics) throw new TooManyTopicsError(maxTopics, topics.size);

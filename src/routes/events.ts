@@ -1,9 +1,8 @@
-import { normalizeIP } from "@fastify/rate-limit";
 import type { FastifyInstance, FastifyRequest, FastifySchemaValidationError } from "fastify";
 import type { JwtVerifier, TokenClaims } from "../auth/jwt-verifier.js";
 import { bearerToken, subscriberToken } from "../auth/request-token.js";
 import type { TokenExpiry } from "../auth/token-expiry.js";
-import type { EventInput } from "../broker/broker.js";
+import type { EventInput, StoredEvent } from "../broker/broker.js";
 import {
   InvalidEventError,
   InvalidQueryError,
@@ -14,8 +13,10 @@ import {
   TopicForbiddenError,
 } from "../errors.js";
 import type { Hub } from "../hub/hub.js";
-import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
+import { DEFAULT_TOPIC, isValidTopic, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
+import { clientKey } from "../limits/client-key.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import { rejectUnknownQuery } from "./query.js";
 import { resumeId } from "./resume-id.js";
 
 /** Options for the events routes. */
@@ -51,7 +52,8 @@ const LONE_SURROGATE = /\p{Cs}/u;
 /** A publisher's id: a field value, but not `<digits>-<digits>`, the form of ids Herald assigns itself (Redis stream ids). */
 const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
 
-interface PublishBody {
+/** A publish body after schema validation (JSON, or a form with its text fields converted). */
+export interface PublishBody {
   topic?: string;
   event?: string;
   data: unknown;
@@ -60,7 +62,8 @@ interface PublishBody {
   private?: boolean;
 }
 
-const publishSchema = {
+/** The schema of a `POST /events` body, shared by the route and the in-process `publish`. */
+export const publishSchema = {
   body: {
     type: "object",
     required: ["data"],
@@ -84,7 +87,7 @@ const FIELD_RULES: Record<string, string> = {
 };
 
 /** Turns the first schema violation into an error that says which field is wrong and what it takes. */
-function bodyError(errors: FastifySchemaValidationError[]): Error {
+export function bodyError(errors: FastifySchemaValidationError[]): Error {
   const first = errors[0];
   const params = first?.params as Record<string, unknown> | undefined;
   if (first?.keyword === "required") {
@@ -102,6 +105,21 @@ function bodyError(errors: FastifySchemaValidationError[]): Error {
   const rule = FIELD_RULES[field];
   if (rule !== undefined) return new InvalidEventError(rule);
   return new InvalidEventError('The body must be a JSON object such as {"topic":"news","data":"hello"}');
+}
+
+/** Form fields an event has once; a form that repeats one (`-d data=x -d data=y`) is refused, not stored as a list. */
+const SINGLE_FIELDS = ["data", "event", "id", "retry", "private"] as const;
+
+function rejectRepeatedFields(body: Record<string, unknown> | undefined): void {
+  for (const name of SINGLE_FIELDS) {
+    const value = body?.[name];
+    if (!Array.isArray(value)) continue;
+    const advice =
+      name === "data"
+        ? "send one data field; data of several lines is one field with newlines in it (curl --data-urlencode $'data=line 1\nline 2')"
+        : `send one ${name} field`;
+    throw new InvalidEventError(`The form has ${value.length} ${name} fields: ${advice}`);
+  }
 }
 
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
@@ -122,7 +140,8 @@ function encodeData(data: unknown): string {
   }
 }
 
-function toEventInput(body: PublishBody): EventInput {
+/** A validated body as the broker takes it. */
+export function toEventInput(body: PublishBody): EventInput {
   return {
     topic: body.topic ?? DEFAULT_TOPIC,
     data: encodeData(body.data),
@@ -136,7 +155,7 @@ function toEventInput(body: PublishBody): EventInput {
 /** Publishes are counted per token subject when there is one, else per client address. */
 function publisherKey(request: FastifyRequest): string {
   const subject = request.publisher?.subject;
-  return subject !== undefined ? `sub:${subject}` : `ip:${normalizeIP(request.ip)}`;
+  return subject !== undefined ? `sub:${subject}` : `ip:${clientKey(request.ip)}`;
 }
 
 /** `envelope=1` asks for every event in an envelope (see `encodeEnvelope`); absent, the plain format. */
@@ -145,6 +164,9 @@ function wantsEnvelope(raw: string | string[] | undefined): boolean {
   if (raw === "1") return true;
   throw new InvalidQueryError("envelope takes the value 1 (or leave it out for plain events)");
 }
+
+/** The query parameters of `GET /events`; any other is a 400. */
+export const EVENTS_QUERY = ["topic", "lastEventId", "authorization", "envelope"] as const;
 
 /** `GET /events` streams topics; `POST /events` publishes. */
 export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOptions): Promise<void> {
@@ -163,6 +185,7 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
     // A HEAD would open a stream that never ends.
     { exposeHeadRoute: false },
     async (request, reply) => {
+      rejectUnknownQuery("GET /events", request.query, EVENTS_QUERY);
       const topics = parseTopicSelection(request.query.topic, options.maxTopicsPerStream);
       const lastEventId = resumeId(request.headers["last-event-id"], request.query.lastEventId);
       const envelope = wantsEnvelope(request.query.envelope);
@@ -204,6 +227,10 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
         // Form fields are all text: let `retry=5000` and `private=true` count as what they spell.
         const body = request.body as unknown as Record<string, unknown> | undefined;
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
+        if (isForm) rejectRepeatedFields(body);
+        if (typeof body?.topic === "string" && !isValidTopic(body.topic)) {
+          throw new InvalidTopicError(JSON.stringify(body.topic.slice(0, 300)));
+        }
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
         }
@@ -218,14 +245,29 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
       const { event, duplicate } = await hub.publish(input);
       reply.code(201);
-      return {
-        id: event.id,
-        topic: event.topic,
-        ...(event.event !== undefined && { event: event.event }),
-        ...(event.private && { private: true }),
-        time: new Date(event.time).toISOString(),
-        ...(duplicate && { duplicate: true }),
-      };
+      return publishAnswer(event, duplicate);
     },
   );
+}
+
+/** What a publish answers, over HTTP (`201`) and in process: the stored event's id, topic and time. */
+export interface PublishAnswer {
+  id: string;
+  topic: string;
+  event?: string;
+  private?: true;
+  time: string;
+  duplicate?: true;
+}
+
+/** The answer to a publish of `event`, `duplicate` when it was already in history. */
+export function publishAnswer(event: StoredEvent, duplicate: boolean): PublishAnswer {
+  return {
+    id: event.id,
+    topic: event.topic,
+    ...(event.event !== undefined && { event: event.event }),
+    ...(event.private && { private: true }),
+    time: new Date(event.time).toISOString(),
+    ...(duplicate && { duplicate: true }),
+  };
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { TokenExpiry } from "../auth/token-expiry.js";
 import { encodeEvent } from "../sse/encode.js";
 import type { SseStream } from "../sse/sse-stream.js";
+import { rejectUnknownQuery } from "./query.js";
 import { createStatsReader, type Stats, type StatsRoutesOptions, statsAccess, statsTokenExpiry } from "./stats.js";
 
 /** Options for the stats stream route. */
@@ -11,6 +12,9 @@ export interface StatsStreamRoutesOptions extends StatsRoutesOptions {
   /** Ends a watcher's stream when the token that let it in expires. */
   expiry: TokenExpiry;
 }
+
+/** The query parameters of `GET /stats/stream`; any other is a 400. */
+export const STATS_STREAM_QUERY = ["authorization"] as const;
 
 /** One `stats` event per watcher this often. */
 export const STATS_STREAM_MS = 1_000;
@@ -55,6 +59,7 @@ export async function statsStreamRoutes(app: FastifyInstance, options: StatsStre
 
   const route = { ...statsAccess(options.subscriber, "GET /stats/stream"), exposeHeadRoute: false };
   app.get("/stats/stream", route, async (request, reply) => {
+    rejectUnknownQuery("GET /stats/stream", request.query, STATS_STREAM_QUERY);
     const stream = options.streams.open(reply);
     const expiresAt = statsTokenExpiry.get(request);
     if (expiresAt !== undefined) options.expiry.track(stream, expiresAt);

@@ -24,6 +24,8 @@ export interface Stats {
   delivered: number;
   replays: number;
   resets: number;
+  /** Times the live feed from the broker missed events and this node ended its streams. */
+  feedGaps: number;
   closedTooSlow: number;
   bufferedBytes: number;
   uptimeS: number;

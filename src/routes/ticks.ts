@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { InvalidQueryError } from "../errors.js";
 import { encodeEvent } from "../sse/encode.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import { rejectUnknownQuery } from "./query.js";
 import { resumeId } from "./resume-id.js";
 
 /** Options for the ticks route. */
@@ -14,6 +15,9 @@ export interface TicksRoutesOptions {
 export interface TickCounters {
   timers: number;
 }
+
+/** The query parameters of `GET /ticks`; any other is a 400. `authorization` is taken and ignored: ticks need no token. */
+export const TICKS_QUERY = ["interval", "lastEventId", "authorization"] as const;
 
 export const MIN_TICK_MS = 100;
 export const MAX_TICK_MS = 60_000;
@@ -48,6 +52,7 @@ export async function ticksRoutes(app: FastifyInstance, options: TicksRoutesOpti
     "/ticks",
     route,
     async (request, reply) => {
+      rejectUnknownQuery("GET /ticks", request.query, TICKS_QUERY);
       const interval = parseInterval(request.query.interval, tickMs);
       let seq = parseResumeSeq(resumeId(request.headers["last-event-id"], request.query.lastEventId));
 

@@ -1,8 +1,13 @@
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { FastifyReply } from "fastify";
 import { ConnectionLimitError, IpConnectionLimitError } from "../errors.js";
+import { clientKey } from "../limits/client-key.js";
 import { encodeRetry, HEARTBEAT_BYTES } from "./encode.js";
+import { Http1Writer } from "./http1-writer.js";
+import { Http2Writer } from "./http2-writer.js";
 import { SseStream, type StreamOwner } from "./sse-stream.js";
+import type { StreamWriter } from "./stream-writer.js";
 
 /** Options for `StreamRegistry`. */
 export interface StreamRegistryOptions {
@@ -11,7 +16,7 @@ export interface StreamRegistryOptions {
   maxSubscriberBufferBytes: number;
   /** Open streams, all clients together; 0 for no limit. */
   maxConnections?: number;
-  /** Open streams from one client address (`request.ip`); 0 for no limit. */
+  /** Open streams from one client (`clientKey(request.ip)`: an IPv6 /64 counts as one); 0 for no limit. */
   maxConnectionsPerIp?: number;
   /** Told when a stream is dropped for being too slow. */
   onTooSlow?: (unsentBytes: number) => void;
@@ -42,14 +47,20 @@ function buildFrame(parts: readonly (Buffer | undefined)[], count: number, chunk
   return frame;
 }
 
-/**
- * Node builds a response head by string concatenation and keeps it for the life of the response:
- * on a stream, hours, as a tree of some 30 string pieces (0.7 KB). A regexp test flattens a
- * string in place, which lets the pieces go. `_header` is Node's own field: without it, no-op.
- */
-function flattenHead(res: ServerResponse): void {
-  const head = (res as unknown as { _header?: unknown })._header;
-  if (typeof head === "string") /^HTTP/.test(head);
+/** The writer for the protocol the request came in on (an HTTPS server answers HTTP/2 and HTTP/1.1 alike). */
+function createWriter(
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+): StreamWriter {
+  return req.httpVersionMajor === 2
+    ? new Http2Writer(res as Http2ServerResponse)
+    : new Http1Writer(req as IncomingMessage, res as ServerResponse);
+}
+
+/** One cached frame: the parts it was built from, and the bytes. */
+interface CachedFrame {
+  parts: (Buffer | undefined)[];
+  bytes: Buffer | undefined;
 }
 
 /**
@@ -65,10 +76,15 @@ export class StreamRegistry implements StreamOwner {
   readonly #perIp = new Map<string, number>();
   #dirty: SseStream[] = [];
   #flushScheduled = false;
-  /** The last frame built, and the parts and framing it was built from: most streams share it. */
-  #frame: Buffer | undefined;
-  #frameParts: (Buffer | undefined)[] = [];
-  #frameChunked = false;
+  /**
+   * The last frame built for each framing (raw, chunked) and the parts it was built from: most
+   * streams share it. Two slots, so HTTP/1.1 and HTTP/2 streams of a topic, flushed in any order,
+   * still share one frame per protocol.
+   */
+  readonly #frames: [raw: CachedFrame, chunked: CachedFrame] = [
+    { parts: [], bytes: undefined },
+    { parts: [], bytes: undefined },
+  ];
   #heartbeat: NodeJS.Timeout | undefined;
   /** Half-periods of the heartbeat timer so far. */
   beat = 0;
@@ -96,23 +112,20 @@ export class StreamRegistry implements StreamOwner {
    * Takes over `reply` and starts an event stream on it: headers set so far (CORS) plus the SSE
    * headers, then the `retry:` line, flushed at once so clients see the stream open. Over a
    * connection limit it throws instead (503 or 429, with `Retry-After`) and nothing is opened.
+   * The limits count streams, not connections: HTTP/2 streams sharing one connection count one each.
    */
   open(reply: FastifyReply): SseStream {
-    const ip = reply.request.ip;
+    const ip = clientKey(reply.request.ip);
     const fromIp = this.#perIp.get(ip) ?? 0;
     this.#admit(reply, fromIp);
     reply.hijack();
-    const { raw: res, request } = reply;
     const headers: Record<string, string | number | string[]> = { ...SSE_HEADERS };
     for (const [name, value] of Object.entries(reply.getHeaders())) {
       if (value !== undefined) headers[name] = value;
     }
-    if (request.raw.httpVersion === "1.1") headers.connection = "keep-alive";
-    res.socket?.setTimeout(0);
-    res.writeHead(200, headers);
-    res.write(this.#retryBytes);
-    flattenHead(res);
-    const stream = new SseStream(res, request.raw.socket, this, this.#options.maxSubscriberBufferBytes);
+    const writer = createWriter(reply.request.raw, reply.raw);
+    writer.open(headers, this.#retryBytes);
+    const stream = new SseStream(writer, this, this.#options.maxSubscriberBufferBytes);
     this.#streams.add(stream);
     this.#perIp.set(ip, fromIp + 1);
     stream.onClose(() => {
@@ -158,14 +171,14 @@ export class StreamRegistry implements StreamOwner {
   }
 
   frame(parts: readonly (Buffer | undefined)[], count: number, chunked: boolean): Buffer {
-    const last = this.#frameParts;
-    let same = this.#frame !== undefined && chunked === this.#frameChunked && count === last.length;
+    const cached = this.#frames[chunked ? 1 : 0];
+    const last = cached.parts;
+    let same = cached.bytes !== undefined && count === last.length;
     for (let i = 0; same && i < count; i++) same = parts[i] === last[i];
-    if (same) return this.#frame as Buffer;
+    if (same) return cached.bytes as Buffer;
     const frame = buildFrame(parts, count, chunked);
-    this.#frame = frame;
-    this.#frameParts = parts.slice(0, count);
-    this.#frameChunked = chunked;
+    cached.bytes = frame;
+    cached.parts = parts.slice(0, count);
     return frame;
   }
 
@@ -189,8 +202,10 @@ export class StreamRegistry implements StreamOwner {
     this.#flushScheduled = false;
     for (const stream of dirty) stream.flush();
     // Nothing to share with the next turn's streams: let the bytes go.
-    this.#frame = undefined;
-    this.#frameParts = [];
+    for (const cached of this.#frames) {
+      cached.bytes = undefined;
+      cached.parts = [];
+    }
   }
 
   #beat(): void {

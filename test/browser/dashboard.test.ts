@@ -87,6 +87,37 @@ describe.skipIf(skipBrowserTests())("the dashboard in Chromium", () => {
     expect((await server.stats()).published).toBe(0);
   });
 
+  it("clears the last publish's green result when the data turns out not to be JSON", async () => {
+    const { page } = await openDashboard();
+    await page.fill("#pub-data", "fine");
+    await page.click("#publish button[type=submit]");
+    await page.locator("#publish-result", { hasText: /^Published #/ }).waitFor();
+    await page.check("input[name=format][value=json]");
+    await page.fill("#pub-data", "{not json");
+    await page.click("#publish button[type=submit]");
+    await page.locator("#data-error", { hasText: /^Not valid JSON/ }).waitFor();
+    expect(await page.locator("#publish-result").textContent()).toBe("");
+    expect(await page.locator("#publish-result").getAttribute("data-outcome")).toBeNull();
+  });
+
+  it("starts the new feed empty when the topics change: no old events, no old last id", async () => {
+    const { page, server } = await openDashboard();
+    const old = await server.publish({ topic: "before", data: "old feed" });
+    await row(page, old.id).waitFor();
+    await page.locator("#last-id", { hasText: old.id }).waitFor();
+
+    await page.fill("#topics", "after");
+    await page.click("#subscribe button[type=submit]");
+    await page.locator("#feed-status", { hasText: "0 received · 0 shown" }).waitFor();
+    expect(await page.locator("#feed li").count()).toBe(0);
+    expect(await page.locator("#last-id").textContent()).toBe("–");
+    await page.locator("#state", { hasText: /^open$/ }).waitFor();
+    const fresh = await server.publish({ topic: "after", data: "new feed" });
+    await row(page, fresh.id).waitFor();
+    await page.locator("#last-id", { hasText: fresh.id }).waitFor();
+    expect(await page.locator("#feed li").count()).toBe(1);
+  });
+
   it("shows an event published with undici: topic, name, id and pretty-printed data", async () => {
     const { page, server } = await openDashboard();
     const { id } = await server.publish({ topic: "news", event: "update", data: { headline: "hi" } });
@@ -253,16 +284,20 @@ describe.skipIf(skipBrowserTests())("the dashboard in Chromium", () => {
     expect(background).toBe("rgb(15, 17, 21)");
   });
 
-  it("with keys set, says why stats and publishing are refused, and works once given a token", async () => {
+  it("with keys set, says why stats and publishing are refused, works once given a token, and unticks private after a publish", async () => {
     const { page } = await openDashboard({ subscriberJwtKey: SECRET, publisherJwtKey: SECRET });
     // Public events need no token: the feed is open. The stats name every topic: they need one.
     await page.locator("#stats-state", { hasText: /^refused$/ }).waitFor();
-    expect(await page.locator("#stats-refused").textContent()).toMatch(
-      /^401 HERALD_TOKEN_MISSING: .* Set a token under Token, at the top\.$/,
+    // Advice for a person at this page, not for a curl user: no Authorization header to send.
+    expect(await page.locator("#stats-refused").textContent()).toBe(
+      "401 HERALD_TOKEN_MISSING: The service figures need a token, because they name every topic. Paste one under Token, at the top of the page.",
     );
     await page.fill("#pub-data", "no token");
     await page.click("#publish button[type=submit]");
     await page.locator("#publish-result", { hasText: /^401 HERALD_TOKEN_MISSING: / }).waitFor();
+    expect(await page.locator("#publish-result").textContent()).toBe(
+      "401 HERALD_TOKEN_MISSING: Publishing needs a token. Paste one under Token, at the top of the page.",
+    );
 
     await page.click("#access summary");
     await page.fill("#token", await hs256({ publish: ["*"], subscribe: ["*"] }));
@@ -279,6 +314,8 @@ describe.skipIf(skipBrowserTests())("the dashboard in Chromium", () => {
     const result = page.locator("#publish-result", { hasText: /^Published #/ });
     await result.waitFor();
     const id = /#(\S+)/.exec((await result.textContent()) ?? "")?.[1] as string;
+    // Private is a choice per event: the box is unticked for the next one.
+    expect(await page.isChecked("#pub-private")).toBe(false);
     // The feed now sends the token (as the herald_token cookie): the private event reaches it, marked.
     await row(page, id).waitFor();
     expect(await row(page, id).locator(".badge").textContent()).toBe("private");

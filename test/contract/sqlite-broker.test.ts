@@ -9,18 +9,54 @@ import { describeBrokerContract } from "./broker-contract.js";
 
 const freshPath = () => join(mkdtempSync(join(tmpdir(), "herald-sqlite-")), "herald.db");
 
-describeBrokerContract("SqliteBroker", async (options) => SqliteBroker.open({ ...options, path: freshPath() }));
+describeBrokerContract("SqliteBroker", async (options) => SqliteBroker.open({ ...options, path: freshPath() }), {
+  retiresIds: true,
+});
 
 it("SqliteBroker never hands out an id twice across a restart, even after age trimming emptied history", async () => {
   const path = freshPath();
   const first = SqliteBroker.open({ path, historySize: 100, historyTtlS: 1 });
   const old: StoredEvent[] = [];
   for (let i = 0; i < 3; i++) old.push((await first.publish({ topic: "a", data: `${i}` })).event);
-  await waitFor("history to empty", async () => !(await first.history("*", old[2]?.id ?? "", 10)).found, 5_000);
+  await waitFor("history to empty", async () => !(await first.locate(old[2]?.id ?? "")).found, 5_000);
   await first.close();
   const second = SqliteBroker.open({ path, historySize: 100, historyTtlS: 1 });
   const next = (await second.publish({ topic: "a", data: "after" })).event;
   expect(old.map((e) => e.id)).not.toContain(next.id);
   expect(next.pos > (old[2]?.pos ?? "")).toBe(true);
+  await second.close();
+});
+
+it("SqliteBroker trims by age from the oldest end only, when the clock steps back", async () => {
+  let clock = 1_800_000_000_000;
+  const broker = SqliteBroker.open({ path: freshPath(), historySize: 100, historyTtlS: 60, now: () => clock });
+  const a = (await broker.publish({ topic: "t", data: "a" })).event;
+  clock -= 3_600_000;
+  // Stamped an hour before `a`, though published after it.
+  const b = (await broker.publish({ topic: "t", data: "b" })).event;
+  clock += 3_600_000 + 30_000;
+  const c = (await broker.publish({ topic: "t", data: "c" })).event;
+  const location = await broker.locate(a.id);
+  expect(location.found).toBe(true);
+  expect((await broker.read(location.pos as string, 10)).map((e) => e.data)).toEqual(["b", "c"]);
+  // Once `a` is past the age limit too, everything up to the first young event goes.
+  clock += 31_000;
+  expect((await broker.locate(a.id)).found).toBe(false);
+  expect((await broker.locate(b.id)).found).toBe(false);
+  expect((await broker.locate(c.id)).found).toBe(true);
+  await broker.close();
+});
+
+it("SqliteBroker remembers the ids that left history across a restart, and refuses them", async () => {
+  const path = freshPath();
+  const first = SqliteBroker.open({ path, historySize: 2 });
+  await first.publish({ topic: "t", data: "x", id: "order-1" });
+  for (let i = 0; i < 2; i++) await first.publish({ topic: "t", data: `${i}` });
+  await first.close();
+  const second = SqliteBroker.open({ path, historySize: 2 });
+  await expect(second.publish({ topic: "t", data: "x", id: "order-1" })).rejects.toMatchObject({
+    code: "HERALD_ID_RETIRED",
+  });
+  expect((await second.locate("order-1")).found).toBe(false);
   await second.close();
 });

@@ -19,9 +19,9 @@ export interface Chromium {
   close(): Promise<void>;
 }
 
-/** Launches headless Chromium with a fresh profile, removed again by `close()`. */
-export async function launchChromium(): Promise<Chromium> {
-  const { context, close } = await launch();
+/** Launches headless Chromium with a fresh profile, removed again by `close()`; `ignoreHTTPSErrors` trusts self-signed certificates. */
+export async function launchChromium(options: { ignoreHTTPSErrors?: boolean } = {}): Promise<Chromium> {
+  const { context, close } = await launch(options);
   // Shorter than the test timeout, so a failed wait says what it waited for.
   context.setDefaultTimeout(15_000);
   return {

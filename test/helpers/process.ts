@@ -3,7 +3,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
-const MAIN = resolve("dist/main.js");
+/** What `npm start` runs. */
+export const MAIN = resolve("dist/main.js");
 
 export interface HeraldProcess {
   child: ChildProcess;
@@ -15,7 +16,8 @@ export interface HeraldProcess {
 
 /**
  * Runs `node dist/main.js` (what `npm start` runs) in a fresh directory, so no `.env` of the
- * developer's leaks in. `url` resolves from the "Server listening" log line.
+ * developer's leaks in. `url` resolves from the first line that says where it listens (Fastify's
+ * "Server listening at", or the start-up summary, which shows at every level but silent).
  */
 export function runHerald(env: Record<string, string>, cwd = mkdtempSync(join(tmpdir(), "herald-"))): HeraldProcess {
   const child = spawn(process.execPath, [MAIN], {
@@ -27,7 +29,7 @@ export function runHerald(env: Record<string, string>, cwd = mkdtempSync(join(tm
   const url = new Promise<string>((resolveUrl, reject) => {
     child.stdout?.on("data", (chunk) => {
       stdout += chunk;
-      const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
+      const match = /listening at (https?:\/\/127\.0\.0\.1:\d+)/.exec(stdout);
       if (match?.[1]) resolveUrl(match[1]);
     });
     child.once("exit", () => reject(new Error(`herald exited before listening:\n${stderr}`)));

@@ -1,14 +1,18 @@
+import { readFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import pino from "pino";
-import { request } from "undici";
+import { type Dispatcher, request } from "undici";
 import { type BuildAppOptions, buildApp } from "../../src/app.js";
 import { type Config, DEFAULT_CONFIG } from "../../src/config.js";
 import type { Stats } from "../../src/routes/stats.js";
+import { tlsAgent } from "./tls.js";
 
 export interface TestServer {
   app: FastifyInstance;
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>`, or `https://` when `tlsCertFile` is set. */
   url: string;
+  /** Over TLS, an undici dispatcher that trusts the server's certificate and speaks HTTP/2; else undefined (the global one). */
+  dispatcher: Dispatcher | undefined;
   /** Publishes with undici; returns the parsed 201 body. */
   publish(body: Record<string, unknown>): Promise<{ id: string; topic: string; duplicate?: boolean }>;
   /** `GET /stats`; `headers` carry a token when `SUBSCRIBER_JWT_KEY` is set. */
@@ -31,12 +35,16 @@ export async function startServer(
   await app.listen({ host: "127.0.0.1", port });
   const address = app.server.address();
   if (address === null || typeof address === "string") throw new Error("no TCP address");
-  const url = `http://127.0.0.1:${address.port}`;
+  const secure = overrides.tlsCertFile !== undefined;
+  const url = `${secure ? "https" : "http"}://127.0.0.1:${address.port}`;
+  const dispatcher = secure ? tlsAgent(readFileSync(overrides.tlsCertFile as string)) : undefined;
   return {
     app,
     url,
+    dispatcher,
     async publish(body) {
       const res = await request(`${url}/events`, {
+        dispatcher,
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify(body),
@@ -46,9 +54,12 @@ export async function startServer(
       return json;
     },
     async stats(headers = {}) {
-      const res = await request(`${url}/stats`, { headers });
+      const res = await request(`${url}/stats`, { headers, dispatcher });
       return (await res.body.json()) as Stats;
     },
-    close: () => app.close(),
+    async close() {
+      await app.close();
+      await dispatcher?.destroy();
+    },
   };
 }

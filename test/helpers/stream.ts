@@ -1,4 +1,4 @@
-import { request } from "undici";
+import { type Dispatcher, request } from "undici";
 import { type ParsedEvent, SseParser } from "./sse-parser.js";
 
 export interface OpenStream {
@@ -37,16 +37,18 @@ export interface OpenStreamOptions {
    * socket buffers are full, as with a client that is busy or on a slow link.
    */
   paused?: boolean;
+  /** The undici dispatcher to send the request through (HTTPS, HTTP/2); the global one if absent. */
+  dispatcher?: Dispatcher;
 }
 
-/** Opens an event stream with undici and parses it with the spec-following parser. */
+/** Opens an event stream with undici (through `options.dispatcher` if given) and parses it with the spec-following parser. */
 export async function openStream(
   url: string,
   headers: Record<string, string> = {},
   options: OpenStreamOptions = {},
 ): Promise<OpenStream> {
   const abort = new AbortController();
-  const res = await request(url, { headers, signal: abort.signal });
+  const res = await request(url, { headers, signal: abort.signal, dispatcher: options.dispatcher });
   const parser = new SseParser();
   const decoder = new TextDecoder();
   const waiters = new Set<() => void>();

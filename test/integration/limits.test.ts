@@ -54,8 +54,8 @@ describe("MAX_CONNECTIONS", () => {
 
 describe("MAX_CONNECTIONS_PER_IP", () => {
   it("answers 429 with Retry-After to the address over its limit only, and frees its slots on close", async () => {
-    // X-Forwarded-For is trusted here so the test can speak as two clients.
-    await start({ maxConnectionsPerIp: 2, trustProxy: true });
+    // One trusted hop (the test is the proxy), so the test can speak as two clients.
+    await start({ maxConnectionsPerIp: 2, trustProxy: 1 });
     const a = { "x-forwarded-for": "203.0.113.1" };
     const b = { "x-forwarded-for": "203.0.113.2" };
     const a1 = await listen("/events", a);
@@ -71,6 +71,28 @@ describe("MAX_CONNECTIONS_PER_IP", () => {
     await waitFor("a's closed stream to be freed", async () => (await server.stats()).connections === 2);
     const a3 = await listen("/events", a);
     for (const s of [a2, a3, b1]) s.close();
+  });
+
+  it("behind one proxy (TRUST_PROXY=1), counts the address the proxy saw, not one the client wrote", async () => {
+    await start({ maxConnectionsPerIp: 1, trustProxy: 1 });
+    // The attacker (203.0.113.66) writes the victim's address; the proxy appends the real one.
+    const attacker = await listen("/events", { "x-forwarded-for": "203.0.113.9, 203.0.113.66" });
+    const victim = await listen("/events", { "x-forwarded-for": "203.0.113.9" });
+    expect(await refused("/events", { "x-forwarded-for": "203.0.113.7, 203.0.113.66" })).toMatchObject({
+      status: 429,
+      code: "HERALD_IP_CONNECTION_LIMIT",
+    });
+    attacker.close();
+    victim.close();
+  });
+
+  it("counts an IPv6 client by its /64, so rotating addresses within it gains nothing", async () => {
+    await start({ maxConnectionsPerIp: 1, trustProxy: 1 });
+    const first = await listen("/events", { "x-forwarded-for": "2001:db8:1:2::1" });
+    expect((await refused("/events", { "x-forwarded-for": "2001:db8:1:2:ffff::9" })).status).toBe(429);
+    const otherNetwork = await listen("/events", { "x-forwarded-for": "2001:db8:1:3::1" });
+    first.close();
+    otherNetwork.close();
   });
 
   it("counts the socket's address when no proxy is trusted, whatever X-Forwarded-For says", async () => {
@@ -99,7 +121,7 @@ describe("PUBLISH_RATE_LIMIT", () => {
     expect(await over.body.json()).toMatchObject({
       code: "HERALD_RATE_LIMITED",
       message: expect.stringMatching(
-        /More than 3 publishes in a minute from this client \(PUBLISH_RATE_LIMIT\): retry in/,
+        /More than 3 publishes in a minute from this client \(PUBLISH_RATE_LIMIT\): retry in .*, or have Herald's operator raise PUBLISH_RATE_LIMIT \(0 lifts it\)$/,
       ),
     });
     expect((await server.stats()).published).toBe(3);
@@ -137,5 +159,27 @@ describe("MAX_TOPICS_PER_STREAM", () => {
     const all = await listen("/events?topic=*");
     ok.close();
     all.close();
+  });
+});
+
+describe("MAX_EVENT_BYTES", () => {
+  it("refuses with 413 an event whose lines would grow it past the bound on the wire, and subscribers keep streaming", async () => {
+    await start({});
+    const live = await listen("/events?topic=n");
+    // 60,000 newlines fit in MAX_BODY_BYTES as a form, and would take 420 KB on the wire as data: lines.
+    const res = await request(`${server.url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `topic=n&data=${"\n".repeat(60_000)}`,
+    });
+    expect(res.statusCode).toBe(413);
+    expect(await res.body.json()).toMatchObject({
+      code: "HERALD_EVENT_TOO_LARGE",
+      message: expect.stringMatching(/takes 420\d{3} bytes on the wire, more than MAX_EVENT_BYTES \(262144\)/),
+    });
+    expect((await server.stats()).published).toBe(0);
+    await server.publish({ topic: "n", data: "still here" });
+    expect((await live.take(1)).map((e) => e.data)).toEqual(["still here"]);
+    live.close();
   });
 });

@@ -1,27 +1,12 @@
-import { connect } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { startServer, type TestServer } from "../helpers/server.js";
+import { stalledClient } from "../helpers/stalled-client.js";
 import { openStream } from "../helpers/stream.js";
 import { waitFor } from "../helpers/wait.js";
 
 const LIMIT = 64 * 1024;
 let server: TestServer;
 afterEach(() => server.close());
-
-/** A client that asks for a stream and then never reads a byte. */
-async function stalledClient(url: string, path: string, headers = "") {
-  const { hostname, port } = new URL(url);
-  const socket = connect(Number(port), hostname);
-  await new Promise((resolve) => socket.once("connect", resolve));
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${hostname}\r\nAccept: text/event-stream\r\n${headers}\r\n`);
-  socket.pause();
-  let closedByServer = false;
-  socket.on("close", () => {
-    closedByServer = true;
-  });
-  socket.on("error", () => {});
-  return { socket, closed: () => closedByServer };
-}
 
 describe("a subscriber that does not read", () => {
   it("is closed once its unsent bytes pass MAX_SUBSCRIBER_BUFFER_BYTES, while readers get every event", async () => {

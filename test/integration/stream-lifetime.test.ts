@@ -62,6 +62,26 @@ describe("streams the server ends", () => {
     // Seen after the end: the server cannot have ended it before its exp second came.
     expect(Date.now()).toBeGreaterThanOrEqual(expMs);
     expect(stream.endedBy).toBe("server");
+    expect(stream.events.at(-1)?.type).toBe("token-expired");
+  });
+
+  it("tell an event stream why it ends when its token expires: a last token-expired event, with no id", async () => {
+    server = await startServer({ subscriberJwtKey: SECRET });
+    // Two seconds: a loaded machine must not see the token expire before the stream opens.
+    const token = await hs256({ subscribe: ["*"], expiresInS: 2 });
+    const stream = await openStream(`${server.url}/events?topic=t`, { authorization: `Bearer ${token}` });
+    const { id } = await server.publish({ topic: "t", data: "before expiry" });
+    await stream.until("the stream to end at expiry", (s) => s.ended, 5_000);
+    const last = stream.events.at(-1);
+    expect(last?.type).toBe("token-expired");
+    // The id field is absent: Last-Event-ID still points at the last event the client really got.
+    expect(last?.lastEventId).toBe(id);
+    expect(stream.raw).not.toMatch(/id: [^\n]*\nevent: token-expired/);
+    const data = JSON.parse(last?.data ?? "{}");
+    expect(data).toMatchObject({ reason: "token-expired" });
+    expect(data.message).toMatch(
+      /^The token that opened this stream expired at \d{4}-.*Z: reconnect with a fresh token$/,
+    );
   });
 
   it("leave no connection slot behind when the client goes while its token is being checked", async () => {

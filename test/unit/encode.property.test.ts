@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { encodeEvent, isSafeFieldValue, type SseMessage } from "../../src/sse/encode.js";
+import { encodedSize, encodeEvent, isSafeFieldValue, type SseMessage } from "../../src/sse/encode.js";
 import { SseParser } from "../helpers/sse-parser.js";
 
 /** Any unicode text, with line breaks, NUL, colons and spaces made likely. */
@@ -76,6 +76,15 @@ describe("encodeEvent, for any event", () => {
         },
       ),
       { numRuns: 500 },
+    );
+  });
+
+  it("has exactly the size encodedSize predicts, so the size bound is checked without encoding", () => {
+    fc.assert(
+      fc.property(message.filter(safe), (m) => {
+        expect(encodedSize(m)).toBe(encodeEvent(m).length);
+      }),
+      { numRuns: 2_000 },
     );
   });
 });

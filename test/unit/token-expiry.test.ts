@@ -6,6 +6,11 @@ function fakeStream() {
   const handlers: (() => void)[] = [];
   const stream = {
     ended: false,
+    /** What was sent, and whether the stream had ended by then. */
+    sent: [] as { text: string; afterEnd: boolean }[],
+    send(bytes: Buffer) {
+      stream.sent.push({ text: bytes.toString(), afterEnd: stream.ended });
+    },
     end() {
       stream.ended = true;
       for (const handler of handlers.splice(0)) handler();
@@ -32,6 +37,20 @@ describe("TokenExpiry", () => {
   afterEach(() => {
     expiry.stop();
     vi.useRealTimers();
+  });
+
+  it("sends a token-expired event saying when and what to do, then ends the stream", () => {
+    const stream = fakeStream();
+    expiry.track(stream, t0 + 1);
+    vi.advanceTimersByTime(2_000);
+    expect(stream.ended).toBe(true);
+    const expiredAt = new Date((t0 + 1) * 1000).toISOString();
+    expect(stream.sent).toEqual([
+      {
+        text: `event: token-expired\ndata: {"reason":"token-expired","expiredAt":"${expiredAt}","message":"The token that opened this stream expired at ${expiredAt}: reconnect with a fresh token"}\n\n`,
+        afterEnd: false,
+      },
+    ]);
   });
 
   it("ends each stream within a second after its exp, not before", () => {

@@ -1,0 +1,362 @@
+import { STATUS_CODES } from "node:http";
+import { fileURLToPath } from "node:url";
+import cookie from "@fastify/cookie";
+import cors from "@fastify/cors";
+import formbody from "@fastify/formbody";
+import helmet from "@fastify/helmet";
+import rateLimit from "@fastify/rate-limit";
+import fastifyStatic from "@fastify/static";
+import { Ajv } from "ajv";
+import type { FastifyError, FastifyInstance, FastifySchemaValidationError } from "fastify";
+import fp from "fastify-plugin";
+import { JwtVerifier, parseJwtKey } from "./auth/jwt-verifier.js";
+import { TokenExpiry } from "./auth/token-expiry.js";
+import type { Broker } from "./broker/broker.js";
+import { createBroker } from "./broker/create-broker.js";
+import { type BrokerKind, type Config, ConfigError, DEFAULT_CONFIG, loadConfig } from "./config.js";
+import {
+  BodyTooLargeError,
+  InvalidEventError,
+  InvalidJsonError,
+  NotFoundError,
+  PrivateUnavailableError,
+  UnsupportedMediaTypeError,
+} from "./errors.js";
+import { Hub } from "./hub/hub.js";
+import { openapiRoutes } from "./openapi.js";
+import {
+  bodyError,
+  eventsRoutes,
+  type PublishAnswer,
+  type PublishBody,
+  publishAnswer,
+  publishSchema,
+  toEventInput,
+} from "./routes/events.js";
+import { healthRoutes } from "./routes/health.js";
+import { metricsRoutes } from "./routes/metrics.js";
+import { createStatsReader, type Stats, statsRoutes } from "./routes/stats.js";
+import { statsStreamRoutes } from "./routes/stats-stream.js";
+import { type TickCounters, ticksRoutes } from "./routes/ticks.js";
+import { StreamRegistry } from "./sse/stream-registry.js";
+
+const WEB_ROOT = fileURLToPath(new URL("../web/", import.meta.url));
+
+/** The dashboard runs only its own files: no inline script or style, nothing from elsewhere. */
+const DASHBOARD_HELMET = {
+  contentSecurityPolicy: {
+    useDefaults: false,
+    directives: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'"],
+      styleSrc: ["'self'"],
+      imgSrc: ["'self'", "data:"],
+      objectSrc: ["'none'"],
+      baseUri: ["'self'"],
+      formAction: ["'self'"],
+      frameAncestors: ["'self'"],
+    },
+  },
+  // HSTS belongs to whatever terminates TLS in front of Herald; over plain HTTP it means nothing.
+  strictTransportSecurity: false,
+};
+
+/** Settings that belong to the server, not to a plugin inside someone's app. */
+const SERVER_SETTINGS = ["port", "host", "logLevel", "logFormat", "trustProxy", "tlsCertFile", "tlsKeyFile"] as const;
+type ServerSetting = (typeof SERVER_SETTINGS)[number];
+
+/** The settings a plugin takes: every environment setting but the server's, in camelCase. */
+export type HeraldSettings = Omit<Config, ServerSetting | "broker">;
+
+/**
+ * Options of the Herald plugin: each setting of the service, named as its environment variable in
+ * camelCase (`historySize` for `HISTORY_SIZE`), validated with the same rules and messages.
+ */
+export interface HeraldOptions extends Partial<Omit<HeraldSettings, "corsOrigin">> {
+  /** `"memory"`, `"sqlite"`, `"redis"`, or a `Broker` of your own (Herald closes it on close). Default `"memory"`. */
+  broker?: BrokerKind | Broker;
+  /** `"*"`, one origin, or a list of origins allowed to call Herald's routes from a browser. */
+  corsOrigin?: "*" | string | string[];
+  /** Where Herald's routes live, e.g. `"/live"`. Default: the root of where it is registered. */
+  prefix?: string;
+  /** The name of the in-process API on the Fastify instance. Default `"herald"`. */
+  decorator?: string;
+  /** Serve the dashboard at the prefix's root. Default `false` (the service turns it on). */
+  dashboard?: boolean;
+}
+
+/** Herald's in-process API, decorated on the Fastify instance (`app.herald` by default). */
+export interface HeraldApi {
+  /**
+   * Publishes one event, or several in order, as `POST /events` would (same validation, same
+   * answer, subscribers of every node get them), without a token. A list is validated as a
+   * whole first: any invalid item throws an error naming its index and nothing is published.
+   */
+  publish(input: PublishBody): Promise<PublishAnswer>;
+  publish(input: readonly PublishBody[]): Promise<PublishAnswer[]>;
+  /** The `/stats` figures as they are now. */
+  stats(): Stats;
+  /** Ends every stream and closes the broker; also done by the app's `close`. Idempotent. */
+  close(): Promise<void>;
+}
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** Herald's in-process API, when Herald is registered with the default decorator name. */
+    herald: HeraldApi;
+  }
+}
+
+/** What `setUpHerald` takes besides validated settings. */
+interface HeraldSetup {
+  broker: Broker | undefined;
+  prefix: string;
+  decorator: string;
+  dashboard: boolean;
+}
+
+const PLUGIN_OPTIONS = new Set(["broker", "prefix", "decorator", "dashboard"]);
+
+function envName(option: string): string {
+  return option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
+}
+
+/**
+ * Plugin options → settings, through `loadConfig`, so each option has exactly the rules of its
+ * environment variable; errors name the option and the variable.
+ */
+function resolveOptions(options: HeraldOptions): { config: Config; setup: HeraldSetup } {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options)) {
+    if (value === undefined || PLUGIN_OPTIONS.has(name)) continue;
+    if (!(name in DEFAULT_CONFIG) || (SERVER_SETTINGS as readonly string[]).includes(name)) {
+      throw new ConfigError(`herald: unknown option ${JSON.stringify(name)}`);
+    }
+    env[envName(name)] = Array.isArray(value) ? value.join(",") : String(value);
+  }
+  const broker = options.broker;
+  if (typeof broker === "string") env.BROKER = broker;
+  let config: Config;
+  try {
+    config = loadConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const variable = /^[A-Z_]+/.exec(err.message)?.[0] ?? "";
+    const option = Object.keys(options).find((name) => envName(name) === variable);
+    throw new ConfigError(`herald: ${option === undefined ? err.message : `option ${option} (${err.message})`}`, {
+      cause: err,
+    });
+  }
+  return {
+    config,
+    setup: {
+      broker: typeof broker === "object" ? broker : undefined,
+      prefix: options.prefix ?? "",
+      decorator: options.decorator ?? "herald",
+      dashboard: options.dashboard ?? false,
+    },
+  };
+}
+
+/** Fastify's own body errors, answered with Herald's codes and messages a curl user can act on. */
+function translateError(err: FastifyError, config: Config, contentType: string | undefined): Error {
+  switch (err.code) {
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new UnsupportedMediaTypeError(contentType ?? "(none)", { cause: err });
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new BodyTooLargeError(config.maxBodyBytes, { cause: err });
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return new InvalidJsonError("the body is empty", { cause: err });
+    default:
+      return err;
+  }
+}
+
+function verifier(key: string | undefined, keyName: string, role: "publish" | "subscribe") {
+  return key === undefined ? undefined : new JwtVerifier(parseJwtKey(key), { keyName, role });
+}
+
+/** Strict types: a JSON `"retry": "5000"` or `true` is an error, not a silent coercion. */
+function strictAjv(): Ajv {
+  return new Ajv({ coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false, strict: false });
+}
+
+/**
+ * Sets Herald up on `host`: broker, hub and streams, the in-process API as a decorator, and the
+ * routes in their own encapsulated context under `setup.prefix`, so that Herald's parsers, error
+ * handler and 404 handler apply to its routes only. Closing `host` ends every stream at once and
+ * closes the broker.
+ */
+async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldSetup): Promise<void> {
+  const log = host.log;
+  const broker = setup.broker ?? (await createBroker(config, log));
+  const hub = new Hub({
+    broker,
+    replayLimit: config.historySize,
+    maxPendingBytes: config.maxSubscriberBufferBytes,
+    maxEventBytes: config.maxEventBytes,
+    replayDrainTimeoutMs: config.replayDrainTimeoutMs,
+    log,
+  });
+  const streams = new StreamRegistry({
+    heartbeatMs: config.heartbeatMs,
+    retryMs: config.retryMs,
+    maxSubscriberBufferBytes: config.maxSubscriberBufferBytes,
+    maxConnections: config.maxConnections,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    onTooSlow: (unsentBytes) =>
+      log.info({ unsentBytes }, "closed a stream whose client is not reading (MAX_SUBSCRIBER_BUFFER_BYTES)"),
+  });
+  const ticks: TickCounters = { timers: 0 };
+  const expiry = new TokenExpiry();
+  const publisher = verifier(config.publisherJwtKey, "PUBLISHER_JWT_KEY", "publish");
+  const subscriber = verifier(config.subscriberJwtKey, "SUBSCRIBER_JWT_KEY", "subscribe");
+  if (publisher === undefined) log.warn("PUBLISHER_JWT_KEY is not set: anyone who can reach Herald may publish");
+  if (subscriber === undefined) log.warn("SUBSCRIBER_JWT_KEY is not set: private events are refused");
+  await hub.start();
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      streams.endAll();
+      expiry.stop();
+      await hub.stop();
+      await broker.close();
+    })();
+    return closing;
+  };
+  const validateBody = strictAjv().compile(publishSchema.body);
+  const publishOne = async (body: PublishBody) => {
+    const input = toEventInput(body);
+    if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
+    const { event, duplicate } = await hub.publish(input);
+    return publishAnswer(event, duplicate);
+  };
+  const validate = (body: unknown, at?: number): PublishBody => {
+    if (validateBody(body)) return body as PublishBody;
+    const err = bodyError((validateBody.errors ?? []) as FastifySchemaValidationError[]);
+    if (at === undefined) throw err;
+    throw new InvalidEventError(`item ${at}: ${err.message}`, { cause: err });
+  };
+  const api = {
+    async publish(input: PublishBody | readonly PublishBody[]) {
+      if (!Array.isArray(input)) return publishOne(validate(input));
+      const bodies = input.map((body, i) => validate(body, i));
+      const answers: PublishAnswer[] = [];
+      for (const body of bodies) answers.push(await publishOne(body));
+      return answers;
+    },
+    stats: createStatsReader({ hub, streams, ticks }),
+    close,
+  } as HeraldApi;
+  host.decorate(setup.decorator, api);
+
+  await host.register(
+    async (app) => {
+      app.setValidatorCompiler(({ schema }) => strictAjv().compile(schema));
+      // Every body route of Herald's has Herald's limit, whatever the host's bodyLimit is.
+      app.addHook("onRoute", (route) => {
+        route.bodyLimit ??= config.maxBodyBytes;
+      });
+      // Publishes are JSON or forms; anything else (text/plain included) is a 415.
+      app.removeAllContentTypeParsers();
+      app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+        if (body === "") return done(new InvalidJsonError("the body is empty"), undefined);
+        try {
+          done(null, JSON.parse(body as string));
+        } catch (err) {
+          done(new InvalidJsonError((err as Error).message, { cause: err }), undefined);
+        }
+      });
+      await app.register(formbody);
+      await app.register(cors, {
+        origin: config.corsOrigin,
+        allowedHeaders: ["Content-Type", "Last-Event-ID", "Authorization"],
+      });
+      // Cookies are read only where a token may come from one, not parsed on every request.
+      await app.register(cookie, { hook: false });
+      await app.register(rateLimit, { global: false });
+
+      app.setErrorHandler((err: FastifyError, request, reply) => {
+        const error = translateError(err, config, request.headers["content-type"]) as FastifyError;
+        const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
+        // A Herald 503 (a full server) is an answer, not a failure: its message stays.
+        const failed = statusCode >= 500 && !error.code?.startsWith("HERALD_");
+        if (failed) request.log.error({ err }, "request failed");
+        if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="herald"');
+        reply.code(statusCode).send({
+          statusCode,
+          code: error.code,
+          error: STATUS_CODES[statusCode],
+          message: failed ? "Internal Server Error" : error.message,
+          // A publish with an unknown outcome names the id its retry must carry.
+          ...(typeof (error as { publishId?: unknown }).publishId === "string" && {
+            id: (error as { publishId?: string }).publishId,
+          }),
+        });
+      });
+      app.setNotFoundHandler((request, reply) => {
+        reply.send(new NotFoundError(request.method, request.url.split("?")[0] ?? request.url));
+      });
+
+      // Before the routes: swagger collects them as they are added.
+      await openapiRoutes(app, setup.prefix);
+      await app.register(eventsRoutes, {
+        hub,
+        streams,
+        publisher,
+        subscriber,
+        expiry,
+        maxTopicsPerStream: config.maxTopicsPerStream,
+        publishRateLimit: config.publishRateLimit,
+      });
+      await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
+      await app.register(statsRoutes, { hub, streams, ticks, subscriber });
+      await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, expiry, retryMs: config.retryMs });
+      await app.register(metricsRoutes, { hub, streams, ticks, subscriber });
+      await app.register(healthRoutes, { broker });
+      if (setup.dashboard) {
+        // Helmet builds its headers on each request: scoped to the dashboard, it costs publishes and streams nothing.
+        await app.register(async (web) => {
+          await web.register(helmet, DASHBOARD_HELMET);
+          // No build step, so file names never change: browsers revalidate (ETag → 304) rather than run stale code.
+          await web.register(fastifyStatic, {
+            root: WEB_ROOT,
+            cacheControl: false,
+            setHeaders: (res) => res.setHeader("cache-control", "no-cache"),
+          });
+        });
+      }
+    },
+    { prefix: setup.prefix },
+  );
+
+  // Open streams would hold the server open forever: end them before it stops listening.
+  host.addHook("preClose", async () => streams.endAll());
+  host.addHook("onClose", close);
+}
+
+/**
+ * Herald as a Fastify plugin: `await app.register(herald, { prefix: "/live", historySize: 1000 })`
+ * gives `app` Herald's routes under the prefix and `app.herald`, the in-process API. Options are
+ * the service's settings in camelCase (see `HeraldOptions`); the server's own settings (port, host,
+ * log level, trusted proxies) stay the host app's. Register it once per prefix and decorator name;
+ * two instances share nothing.
+ */
+export const herald = fp<HeraldOptions>(
+  async (host, options) => {
+    const { config, setup } = resolveOptions(options);
+    await setUpHerald(host, config, setup);
+  },
+  { fastify: "5.x" },
+);
+
+/**
+ * Herald for the service: already-validated settings, at the root, with the dashboard. `buildApp`
+ * registers it; it skips option parsing so tests can build apps from a `Config` directly.
+ */
+export function heraldService(config: Config, broker?: Broker) {
+  return fp(async (host) => setUpHerald(host, config, { broker, prefix: "", decorator: "herald", dashboard: true }), {
+    fastify: "5.x",
+  });
+}
