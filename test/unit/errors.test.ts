@@ -16,7 +16,11 @@ describe("the error registry", () => {
       .filter((e) => e.statusCode === 503)
       .map((e) => e.code)
       .sort();
-    expect(unavailable).toEqual(["HERALD_BROKER_UNAVAILABLE", "HERALD_CONNECTION_LIMIT"]);
+    expect(unavailable).toEqual([
+      "HERALD_BROKER_UNAVAILABLE",
+      "HERALD_CONNECTION_LIMIT",
+      "HERALD_PUBLISH_OUTCOME_UNKNOWN",
+    ]);
     for (const e of registered.filter((e) => e.statusCode !== 503)) {
       expect(e.statusCode, e.code).toBeGreaterThanOrEqual(400);
       expect(e.statusCode, e.code).toBeLessThanOrEqual(499);
