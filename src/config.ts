@@ -40,6 +40,10 @@ export interface Config {
    * or proxy addresses/CIDRs; never `true`, which would trust what the client itself writes.
    */
   trustProxy: false | number | string;
+  /** False: every stream (native and Mercure) needs a valid subscriber token. */
+  anonymousSubscribers: boolean;
+  /** Origins whose pages may publish with the `mercureAuthorization` cookie (`*` for any); empty refuses cookie publishing. */
+  publishOrigins: "*" | string[];
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -74,6 +78,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   publishRateLimit: 6_000,
   maxTopicsPerStream: 100,
   trustProxy: false,
+  anonymousSubscribers: true,
+  publishOrigins: [],
 };
 
 /** Thrown at start-up for a bad setting; the message names the variable and what it accepts. */
@@ -101,6 +107,30 @@ function corsOrigin(env: Env): Config["corsOrigin"] {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
       throw new ConfigError(
         `CORS_ORIGIN=${JSON.stringify(raw)} is invalid: use * or a comma-separated list of origins like https://app.example.com`,
+      );
+    }
+  }
+  return origins;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  if (raw !== "true" && raw !== "false") {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: use true or false`);
+  }
+  return raw === "true";
+}
+
+function publishOrigins(env: Env): Config["publishOrigins"] {
+  const raw = env.PUBLISH_ORIGINS?.trim();
+  if (raw === undefined || raw === "") return [];
+  if (raw === "*") return "*";
+  const origins = raw.split(",").map((o) => o.trim());
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(
+        `PUBLISH_ORIGINS=${JSON.stringify(raw)} is invalid: use * or a comma-separated list of origins like https://app.example.com`,
       );
     }
   }
@@ -202,7 +232,7 @@ function checkEventFitsBuffer(config: Config): Config {
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
-  return checkEventFitsBuffer({
+  const config = checkEventFitsBuffer({
     port: integer(env, "PORT", d.port, 0, 65_535),
     host: host(env),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
@@ -232,5 +262,13 @@ export function loadConfig(env: Env): Config {
     publishRateLimit: integer(env, "PUBLISH_RATE_LIMIT", d.publishRateLimit, 0, 100_000_000),
     maxTopicsPerStream: integer(env, "MAX_TOPICS_PER_STREAM", d.maxTopicsPerStream, 1, 100_000),
     trustProxy: trustProxy(env),
+    anonymousSubscribers: bool(env, "ANONYMOUS_SUBSCRIBERS", d.anonymousSubscribers),
+    publishOrigins: publishOrigins(env),
   });
+  if (!config.anonymousSubscribers && config.subscriberJwtKey === undefined) {
+    throw new ConfigError(
+      "ANONYMOUS_SUBSCRIBERS=false needs SUBSCRIBER_JWT_KEY: without a key no subscriber token can be valid. Set the key, or leave ANONYMOUS_SUBSCRIBERS unset",
+    );
+  }
+  return config;
 }

@@ -13,7 +13,8 @@ import { EventTooLargeError, InvalidEventError } from "../errors.js";
 import { encodedSize, encodeEvent } from "../sse/encode.js";
 import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
-import { ALL_TOPICS } from "./topic.js";
+import { SelectorIndex, selects } from "./selector-index.js";
+import { ALL_TOPICS, eventTopics } from "./topic.js";
 
 /** Options for `Hub`. */
 export interface HubOptions {
@@ -62,8 +63,7 @@ export type TopicMatch = (event: StoredEvent) => boolean;
  */
 export function topicMatch(topics: TopicSelection): TopicMatch {
   if (topics === ALL_TOPICS) return () => true;
-  const wanted = new Set(topics);
-  return (event) => wanted.has(event.topic);
+  return (event) => selects(topics, eventTopics(event));
 }
 
 /** How many events the next history page may hold: about `REPLAY_PAGE_BYTES` of events like the last page's. */
@@ -75,21 +75,20 @@ function nextPageLimit(page: readonly StoredEvent[]): number {
   return Math.max(1, Math.min(REPLAY_PAGE_EVENTS, Math.floor(REPLAY_PAGE_BYTES / perEvent)));
 }
 
-/** Whether a subscription may receive the private events of a topic. */
-type PrivateAccess = (topic: string) => boolean;
+/** Whether a subscription may receive a private event with these topics (canonical and alternates). */
+type PrivateAccess = (topics: readonly string[]) => boolean;
 const NO_PRIVATE: PrivateAccess = () => false;
 const EVERY_PRIVATE: PrivateAccess = () => true;
 
 /**
- * Decided once per subscription, so a private event costs each subscriber a set lookup, or for a
- * `*` stream with a partial grant one `covers` call. Public events never ask.
+ * Decided once per subscription. As in Mercure, a private event reaches a subscriber whose
+ * selectors match one of its topics when its token's `mercure.subscribe` covers any of its topics
+ * (not necessarily the same one). Public events never ask.
  */
-function privateAccess(topics: TopicSelection, grant: TopicGrant | undefined): PrivateAccess {
+function privateAccess(grant: TopicGrant | undefined): PrivateAccess {
   if (grant === undefined) return NO_PRIVATE;
   if (grant.all) return EVERY_PRIVATE;
-  if (topics === ALL_TOPICS) return (topic) => grant.covers(topic);
-  const allowed = new Set(topics.filter((topic) => grant.covers(topic)));
-  return allowed.size === 0 ? NO_PRIVATE : (topic) => allowed.has(topic);
+  return (topics) => grant.coversAny(topics);
 }
 
 /**
@@ -101,6 +100,8 @@ class Subscription {
   pending: { event: StoredEvent; bytes: Buffer }[] | undefined;
   seenUpTo: string | undefined;
   #pendingBytes = 0;
+  /** For `SelectorIndex`: the last event match that reached this subscription. */
+  visited = 0;
   constructor(
     readonly stream: SseStream,
     readonly maxPendingBytes: number,
@@ -162,8 +163,7 @@ export class Hub {
   readonly #drainTimeoutMs: number;
   readonly #maxEventBytes: number;
   readonly #log: FastifyBaseLogger;
-  readonly #byTopic = new Map<string, Set<Subscription>>();
-  readonly #everyTopic = new Set<Subscription>();
+  readonly #index = new SelectorIndex<Subscription>();
   #unsubscribe: (() => Promise<void>) | undefined;
   readonly counters: HubCounters = { published: 0, delivered: 0, replays: 0, resets: 0, replaysStalled: 0 };
 
@@ -204,12 +204,9 @@ export class Hub {
     return result;
   }
 
-  /** Subscriber count per topic (`*` for streams on every topic); topics without subscribers are absent. */
+  /** Subscriber count per selector (`*` for streams on every topic); selectors without subscribers are absent. */
   topicCounts(): Record<string, number> {
-    // fromEntries defines own properties, so a topic named __proto__ is counted like any other.
-    const counts = Object.fromEntries([...this.#byTopic].map(([topic, subs]) => [topic, subs.size]));
-    if (this.#everyTopic.size > 0) counts[ALL_TOPICS] = this.#everyTopic.size;
-    return counts;
+    return this.#index.counts();
   }
 
   /**
@@ -231,10 +228,10 @@ export class Hub {
     grant?: TopicGrant,
     envelope = false,
   ): Promise<void> {
-    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(topics, grant), envelope);
+    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(grant), envelope);
     if (lastEventId !== undefined) sub.pending = [];
-    this.#attach(sub, topics);
-    stream.onClose(() => this.#detach(sub, topics));
+    this.#index.add(sub, topics);
+    stream.onClose(() => this.#index.remove(sub, topics));
     if (lastEventId === undefined) return;
 
     let location: Location;
@@ -292,7 +289,7 @@ export class Hub {
       if (page.length === 0) break;
       for (const event of page) {
         cursor = event;
-        if (!matches(event) || (event.private && !sub.mayReceivePrivate(event.topic))) continue;
+        if (!matches(event) || (event.private && !sub.mayReceivePrivate(eventTopics(event)))) continue;
         const bytes = sub.envelope ? encodeEnvelope(event, true) : encodeEvent(event);
         stream.send(bytes);
         this.counters.delivered++;
@@ -330,53 +327,16 @@ export class Hub {
   }
 
   #dispatch(event: StoredEvent): void {
-    const subs = this.#byTopic.get(event.topic);
-    const n = (subs?.size ?? 0) + this.#everyTopic.size;
-    if (n === 0) return;
+    if (this.#index.empty) return;
+    const topics = eventTopics(event);
     const bytes = new EventBytes(event);
-    if (event.private) {
-      this.#dispatchPrivate(event, bytes, subs);
-      return;
-    }
-    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes.for(sub));
-    for (const sub of this.#everyTopic) sub.deliver(event, bytes.for(sub));
-    this.counters.delivered += n;
-  }
-
-  #dispatchPrivate(event: StoredEvent, bytes: EventBytes, subs: Set<Subscription> | undefined): void {
-    for (const group of [subs ?? [], this.#everyTopic]) {
-      for (const sub of group) {
-        if (!sub.mayReceivePrivate(event.topic)) continue;
-        sub.deliver(event, bytes.for(sub));
-        this.counters.delivered++;
-      }
-    }
-  }
-
-  #attach(sub: Subscription, topics: TopicSelection): void {
-    if (topics === ALL_TOPICS) {
-      this.#everyTopic.add(sub);
-      return;
-    }
-    for (const topic of topics) {
-      let subs = this.#byTopic.get(topic);
-      if (subs === undefined) {
-        subs = new Set();
-        this.#byTopic.set(topic, subs);
-      }
-      subs.add(sub);
-    }
-  }
-
-  #detach(sub: Subscription, topics: TopicSelection): void {
-    if (topics === ALL_TOPICS) {
-      this.#everyTopic.delete(sub);
-      return;
-    }
-    for (const topic of topics) {
-      const subs = this.#byTopic.get(topic);
-      if (subs?.delete(sub) && subs.size === 0) this.#byTopic.delete(topic);
-    }
+    let delivered = 0;
+    this.#index.forEachMatch(topics, (sub) => {
+      if (event.private && !sub.mayReceivePrivate(topics)) return;
+      sub.deliver(event, bytes.for(sub));
+      delivered++;
+    });
+    this.counters.delivered += delivered;
   }
 }
 

@@ -8,15 +8,24 @@ import {
   InvalidQueryError,
   InvalidTopicError,
   PrivateUnavailableError,
-  RateLimitedError,
   TokenMissingError,
   TopicForbiddenError,
 } from "../errors.js";
 import type { Hub } from "../hub/hub.js";
-import { DEFAULT_TOPIC, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
-import { clientKey } from "../limits/client-key.js";
+import { DEFAULT_TOPIC, describeBadTopic, eventTopics, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import {
+  checkPublishTopics,
+  FIELD_PATTERN,
+  FIELD_RULES,
+  ID_PATTERN,
+  LONE_SURROGATE,
+  publishRateLimit,
+} from "./publish-rules.js";
 import { resumeId } from "./resume-id.js";
+
+/** The most topics one publish may carry, as in Mercure. */
+const MAX_PUBLISH_TOPICS = 1_000;
 
 /** Options for the events routes. */
 export interface EventsRoutesOptions {
@@ -40,19 +49,9 @@ declare module "fastify" {
   }
 }
 
-/**
- * No CR, LF or NUL: these would end an SSE field early (header injection on the wire). No lone
- * UTF-16 surrogate either: it has no UTF-8 form, so clients would get U+FFFD, and a resume by that
- * id would not find it. (Ajv compiles patterns with the `u` flag, so a surrogate pair still passes.)
- */
-const FIELD_PATTERN = "^[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
-/** A lone surrogate, under the `u` flag; a well-formed pair is one code point and does not match. */
-const LONE_SURROGATE = /\p{Cs}/u;
-/** A publisher's id: a field value, but not `<digits>-<digits>`, the form of ids Herald assigns itself (Redis stream ids). */
-const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
-
 interface PublishBody {
-  topic?: string;
+  /** One topic, or several: the first is canonical, the others alternates. */
+  topic?: string | string[];
   event?: string;
   data: unknown;
   id?: string;
@@ -66,7 +65,17 @@ const publishSchema = {
     required: ["data"],
     additionalProperties: false,
     properties: {
-      topic: { type: "string", pattern: TOPIC_PATTERN },
+      topic: {
+        anyOf: [
+          { type: "string", pattern: TOPIC_PATTERN },
+          {
+            type: "array",
+            minItems: 1,
+            maxItems: MAX_PUBLISH_TOPICS,
+            items: { type: "string", pattern: TOPIC_PATTERN },
+          },
+        ],
+      },
       event: { type: "string", pattern: FIELD_PATTERN },
       id: { type: "string", pattern: ID_PATTERN },
       retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
@@ -75,13 +84,6 @@ const publishSchema = {
     },
   },
 } as const;
-
-const FIELD_RULES: Record<string, string> = {
-  event: "event must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate)",
-  id: "id must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate), and not of the form <digits>-<digits>, which Herald keeps for the ids it assigns",
-  retry: "retry must be a whole number of milliseconds from 0 to 2147483647",
-  private: "private must be true or false",
-};
 
 /** Turns the first schema violation into an error that says which field is wrong and what it takes. */
 function bodyError(errors: FastifySchemaValidationError[]): Error {
@@ -123,20 +125,18 @@ function encodeData(data: unknown): string {
 }
 
 function toEventInput(body: PublishBody): EventInput {
+  const topics =
+    body.topic === undefined ? [DEFAULT_TOPIC] : typeof body.topic === "string" ? [body.topic] : body.topic;
+  checkPublishTopics(topics);
   return {
-    topic: body.topic ?? DEFAULT_TOPIC,
+    topic: topics[0] as string,
+    ...(topics.length > 1 && { alternates: topics.slice(1) }),
     data: encodeData(body.data),
     ...(body.event !== undefined && { event: body.event }),
     ...(body.id !== undefined && { id: body.id }),
     ...(body.retry !== undefined && { retry: body.retry }),
     ...(body.private === true && { private: true }),
   };
-}
-
-/** Publishes are counted per token subject when there is one, else per client address. */
-function publisherKey(request: FastifyRequest): string {
-  const subject = request.publisher?.subject;
-  return subject !== undefined ? `sub:${subject}` : `ip:${clientKey(request.ip)}`;
 }
 
 /** `envelope=1` asks for every event in an envelope (see `encodeEnvelope`); absent, the plain format. */
@@ -189,16 +189,7 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       }),
       // After the token check, so the key is a verified subject; before the body is read.
       ...(options.publishRateLimit > 0 && {
-        config: {
-          rateLimit: {
-            max: options.publishRateLimit,
-            timeWindow: 60_000,
-            hook: "preParsing" as const,
-            keyGenerator: publisherKey,
-            errorResponseBuilder: (_request: FastifyRequest, context: { max: number; after: string }) =>
-              new RateLimitedError(context.max, context.after),
-          },
-        },
+        config: publishRateLimit(options.publishRateLimit, (request) => request.publisher),
       }),
       preValidation: async (request) => {
         // Form fields are all text: let `retry=5000` and `private=true` count as what they spell.
@@ -212,9 +203,9 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
     },
     async (request, reply) => {
       const input = toEventInput(request.body);
-      if (request.publisher !== undefined && !request.publisher.grant.covers(input.topic)) {
-        throw new TopicForbiddenError("mercure.publish", JSON.stringify(input.topic));
-      }
+      const uncovered =
+        request.publisher && eventTopics(input).find((topic) => !request.publisher?.grant.covers(topic));
+      if (uncovered !== undefined) throw new TopicForbiddenError("mercure.publish", describeBadTopic(uncovered));
       if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
       const { event, duplicate } = await hub.publish(input);
       reply.code(201);
@@ -222,6 +213,7 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
         id: event.id,
         topic: event.topic,
         ...(event.event !== undefined && { event: event.event }),
+        ...(event.alternates !== undefined && event.alternates.length > 0 && { alternates: event.alternates }),
         ...(event.private && { private: true }),
         time: new Date(event.time).toISOString(),
         ...(duplicate && { duplicate: true }),

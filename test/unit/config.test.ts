@@ -36,6 +36,8 @@ describe("loadConfig", () => {
       publishRateLimit: 6_000,
       maxTopicsPerStream: 100,
       trustProxy: false,
+      anonymousSubscribers: true,
+      publishOrigins: [],
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -66,6 +68,8 @@ describe("loadConfig", () => {
         PUBLISH_RATE_LIMIT: "60",
         MAX_TOPICS_PER_STREAM: "5",
         TRUST_PROXY: "10.0.0.1, 10.1.0.0/16",
+        ANONYMOUS_SUBSCRIBERS: "false",
+        PUBLISH_ORIGINS: "https://app.example, http://localhost:8000",
       }),
     ).toEqual({
       port: 8080,
@@ -91,7 +95,13 @@ describe("loadConfig", () => {
       publishRateLimit: 60,
       maxTopicsPerStream: 5,
       trustProxy: "10.0.0.1, 10.1.0.0/16",
+      anonymousSubscribers: false,
+      publishOrigins: ["https://app.example", "http://localhost:8000"],
     });
+    expect(loadConfig({ PUBLISH_ORIGINS: "*" }).publishOrigins).toBe("*");
+    expect(() => loadConfig({ ANONYMOUS_SUBSCRIBERS: "false" })).toThrow(
+      "ANONYMOUS_SUBSCRIBERS=false needs SUBSCRIBER_JWT_KEY",
+    );
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
 
@@ -116,6 +126,8 @@ describe("loadConfig", () => {
     ["MAX_EVENT_BYTES", "100", "from 256 to"],
     ["TRUST_PROXY", "proxy.local", "use false, a number of proxy hops, or a comma-separated list"],
     ["TRUST_PROXY", "true", "would let any client choose its own address with X-Forwarded-For"],
+    ["ANONYMOUS_SUBSCRIBERS", "no", "use true or false"],
+    ["PUBLISH_ORIGINS", "app.example", "use * or a comma-separated list of origins"],
   ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
     const load = () => loadConfig({ [name]: value });
     expect(load).toThrow(ConfigError);

@@ -18,7 +18,11 @@ describe("TopicGrant", () => {
       ["users/7/outbox", "users/7/8/inbox"],
     ],
     [["a.b"], ["a.b"], ["aXb"]],
-    [["{#frag}", "{a,b}", "open{", "{?q}"], ["#x/y", "a,b", "open{", "?q=1", ""], ["x/y", "a b", "open{x"]],
+    [
+      ["{#frag}", "{a,b}", "open{", "{?q}"],
+      ["#x/y", "a,b", "open{", "?q=1", ""],
+      ["x/y", "a b", "open{x"],
+    ],
     [[42, null, { topic: "x" }], [], ["42", "x"]],
     ["news", [], ["news", "n"]],
     [undefined, [], ["news"]],

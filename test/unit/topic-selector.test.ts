@@ -5,10 +5,28 @@ describe("TopicSelector", () => {
   it.each<[string, string[], string[]]>([
     ["*", ["a", "https://x/y?z#f", "{x}"], []],
     ["news", ["news"], ["news/1", "new"]],
-    ["https://example.net/foo/{id}", ["https://example.net/foo/42", "https://example.net/foo/", "https://example.net/foo/a,b", "https://example.net/foo/%C3%A9"], ["https://example.net/foo/1/2", "https://example.net/bar/1", "https://example.net/foo/a:b", "https://example.net/foo/%zz"]],
-    ["orders/{+rest}", ["orders/42", "orders/42/items", "orders/a:b@c?d=e#f", "orders/"], ["orders", "other/1", "orders/a b"]],
+    [
+      "https://example.net/foo/{id}",
+      [
+        "https://example.net/foo/42",
+        "https://example.net/foo/",
+        "https://example.net/foo/a,b",
+        "https://example.net/foo/%C3%A9",
+      ],
+      [
+        "https://example.net/foo/1/2",
+        "https://example.net/bar/1",
+        "https://example.net/foo/a:b",
+        "https://example.net/foo/%zz",
+      ],
+    ],
+    [
+      "orders/{+rest}",
+      ["orders/42", "orders/42/items", "orders/a:b@c?d=e#f", "orders/"],
+      ["orders", "other/1", "orders/a b"],
+    ],
     ["a{/b}", ["a", "a/x"], ["a/x/y", "ax"]],
-    ["a{/b*}", ["a", "a/x", "a/x/y/z"], ["a/"+"x/".repeat(3)+" "]],
+    ["a{/b*}", ["a", "a/x", "a/x/y/z"], [`a/${"x/".repeat(3)} `]],
     ["a{/b,c}", ["a", "a/x", "a/x/y"], ["a/x/y/z"]],
     ["a{?q,r}", ["a", "a?q=1", "a?q=1&r=2"], ["a?q=1&r=2&s=3", "a&q=1"]],
     ["a{#f}", ["a", "a#x/y?z"], ["ab"]],
@@ -68,7 +86,8 @@ describe("TopicSelector", () => {
     for (const [template, pattern] of cases) {
       const selector = new TopicSelector(template);
       const reference = new RegExp(pattern);
-      for (const topic of topics) expect(selector.matches(topic), `${template} ${topic}`).toBe(reference.test(topic) || topic === template);
+      for (const topic of topics)
+        expect(selector.matches(topic), `${template} ${topic}`).toBe(reference.test(topic) || topic === template);
     }
   });
 });
