@@ -16,6 +16,7 @@ import { createBroker } from "./broker/create-broker.js";
 import type { Config } from "./config.js";
 import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTypeError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
+import { MERCURE_PATH, mercureRoutes } from "./mercure/mercure-routes.js";
 import { eventsRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -119,9 +120,16 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     }
   });
   await app.register(formbody);
-  await app.register(cors, {
+  const nativeCors = { origin: config.corsOrigin, allowedHeaders: ["Content-Type", "Last-Event-ID", "Authorization"] };
+  // As the Mercure hub sends it; with listed origins, credentials too (an EventSource withCredentials
+  // sends the mercureAuthorization cookie), never with *, which browsers refuse with credentials.
+  const mercureCors = {
     origin: config.corsOrigin,
-    allowedHeaders: ["Content-Type", "Last-Event-ID", "Authorization"],
+    credentials: config.corsOrigin !== "*",
+    allowedHeaders: ["authorization", "cache-control", "last-event-id"],
+  };
+  await app.register(cors, () => (request: { url?: string }, callback: (error: null, options: object) => void) => {
+    callback(null, request.url?.startsWith(MERCURE_PATH) ? mercureCors : nativeCors);
   });
   // Cookies are read only where a token may come from one, not parsed on every request.
   await app.register(cookie, { hook: false });
@@ -152,6 +160,17 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     subscriber,
     expiry,
     maxTopicsPerStream: config.maxTopicsPerStream,
+    publishRateLimit: config.publishRateLimit,
+    anonymousSubscribers: config.anonymousSubscribers,
+  });
+  await app.register(mercureRoutes, {
+    hub,
+    streams,
+    publisher,
+    subscriber,
+    expiry,
+    anonymousSubscribers: config.anonymousSubscribers,
+    publishOrigins: config.publishOrigins,
     publishRateLimit: config.publishRateLimit,
   });
   await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });

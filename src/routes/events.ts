@@ -40,6 +40,8 @@ export interface EventsRoutesOptions {
   maxTopicsPerStream: number;
   /** Publishes per minute per client; 0 for no limit. */
   publishRateLimit: number;
+  /** False: a stream needs a valid subscriber token (`ANONYMOUS_SUBSCRIBERS`). */
+  anonymousSubscribers?: boolean;
 }
 
 declare module "fastify" {
@@ -169,6 +171,9 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       // No token is fine (public events only); a bad one is a 401 before the stream opens.
       const token = subscriber && subscriberToken(request);
       const claims = token ? await subscriber?.verify(token) : undefined;
+      if (options.anonymousSubscribers === false && claims === undefined) {
+        throw new TokenMissingError("Streaming (ANONYMOUS_SUBSCRIBERS=false)");
+      }
       const stream = streams.open(reply);
       if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
       await hub.subscribe(stream, topics, lastEventId, claims?.grant, envelope);
