@@ -16,7 +16,7 @@ import { createBroker } from "./broker/create-broker.js";
 import type { Config } from "./config.js";
 import { BodyTooLargeError, InvalidJsonError, NotFoundError, UnsupportedMediaTypeError } from "./errors.js";
 import { Hub } from "./hub/hub.js";
-import { MERCURE_PATH, mercureRoutes } from "./mercure/mercure-routes.js";
+import { MERCURE_PATH, type MercureRoutesOptions, mercureRoutes } from "./mercure/mercure-routes.js";
 import { eventsRoutes } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -68,6 +68,8 @@ function verifier(key: string | undefined, keyName: string, role: "publish" | "s
 export interface BuildAppOptions {
   /** The broker to use instead of the one `config` selects; the app closes it on close. */
   broker?: Broker;
+  /** Told of each Mercure subscription as it starts (see `MercureRoutesOptions.onSubscribe`). */
+  onMercureSubscribe?: MercureRoutesOptions["onSubscribe"];
 }
 
 /**
@@ -172,6 +174,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     anonymousSubscribers: config.anonymousSubscribers,
     publishOrigins: config.publishOrigins,
     publishRateLimit: config.publishRateLimit,
+    ...(options.onMercureSubscribe !== undefined && { onSubscribe: options.onMercureSubscribe }),
   });
   await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
   await app.register(statsRoutes, { hub, streams, ticks, subscriber });
