@@ -54,6 +54,13 @@ export interface HubCounters {
   replaysStalled: number;
 }
 
+/**
+ * Opens a subscription's response once its Last-Event-ID has been looked up, given the id the
+ * stream resumes after (the id itself, the newest id after a reset, `earliest` for an empty
+ * history; undefined without a Last-Event-ID): for protocols that send it as a header (Mercure).
+ */
+export type StreamOpener = (resumedAfter: string | undefined) => SseStream;
+
 /** Whether an event belongs to a subscription's topics. */
 export type TopicMatch = (event: StoredEvent) => boolean;
 
@@ -102,8 +109,11 @@ class Subscription {
   #pendingBytes = 0;
   /** For `SelectorIndex`: the last event match that reached this subscription. */
   visited = 0;
+  /** Its pending events outgrew the bound before its stream was open: drop the stream once it is. */
+  overflowed = false;
   constructor(
-    readonly stream: SseStream,
+    /** Undefined until the response opens (a `StreamOpener` runs after the Last-Event-ID lookup). */
+    public stream: SseStream | undefined,
     readonly maxPendingBytes: number,
     readonly mayReceivePrivate: PrivateAccess,
     /** Wants each event in an envelope (`encodeEnvelope`) rather than plain. */
@@ -115,7 +125,10 @@ class Subscription {
       this.pending.push({ event, bytes });
       this.#pendingBytes += bytes.length;
       // A client too slow to take its replay must not make the server hold the live feed for it.
-      if (this.#pendingBytes > this.maxPendingBytes) this.stream.dropTooSlow(this.#pendingBytes);
+      if (this.#pendingBytes > this.maxPendingBytes) {
+        if (this.stream === undefined) this.overflowed = true;
+        else this.stream.dropTooSlow(this.#pendingBytes);
+      }
       return;
     }
     if (this.seenUpTo !== undefined) {
@@ -123,7 +136,7 @@ class Subscription {
       // Positions only grow on the live feed: once past the replay, no later event can be behind it.
       this.seenUpTo = undefined;
     }
-    this.stream.send(bytes);
+    this.stream?.send(bytes);
   }
 
   /** Ends the replay: sends the live events that came after `seenUpTo`, then goes live. */
@@ -219,37 +232,76 @@ export class Hub {
    * at most a page and a batch, and is dropped when a batch does not drain within the deadline.
    * Private events, live or replayed, reach the stream only on the topics `grant` (its token's
    * `mercure.subscribe`) covers. With `envelope`, events go out as `encodeEnvelope` makes them
-   * (the `reset` event stays as it is).
+   * (the `reset` event stays as it is). `target` is the open stream, or a `StreamOpener` called
+   * once the Last-Event-ID is looked up (the subscription already receives live events, held
+   * until the replay is done); if that lookup fails, the promise rejects and nothing was sent.
    */
   async subscribe(
-    stream: SseStream,
+    target: SseStream | StreamOpener,
     topics: TopicSelection,
     lastEventId?: string,
     grant?: TopicGrant,
     envelope = false,
   ): Promise<void> {
-    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(grant), envelope);
+    const opener = typeof target === "function" ? target : undefined;
+    const sub = new Subscription(
+      opener ? undefined : (target as SseStream),
+      this.#maxPendingBytes,
+      privateAccess(grant),
+      envelope,
+    );
     if (lastEventId !== undefined) sub.pending = [];
     this.#index.add(sub, topics);
-    stream.onClose(() => this.#index.remove(sub, topics));
-    if (lastEventId === undefined) return;
+    const open = (resumedAfter: string | undefined): SseStream => {
+      let stream = sub.stream;
+      if (stream === undefined) {
+        try {
+          stream = (opener as StreamOpener)(resumedAfter);
+        } catch (err) {
+          this.#index.remove(sub, topics);
+          throw err;
+        }
+        sub.stream = stream;
+      }
+      stream.onClose(() => this.#index.remove(sub, topics));
+      if (sub.overflowed) stream.dropTooSlow();
+      return stream;
+    };
+    if (lastEventId === undefined) {
+      open(undefined);
+      return;
+    }
 
     let location: Location;
     try {
       location = await this.#broker.locate(lastEventId);
     } catch (err) {
-      this.#endAfterFailedRead(stream, err);
+      if (sub.stream === undefined) {
+        // Nothing sent yet: the client gets the error (503) instead of an empty stream.
+        this.#index.remove(sub, topics);
+        throw err;
+      }
+      open(undefined);
+      this.#endAfterFailedRead(sub.stream, err);
       return;
     }
+    const found = location.found && location.pos !== undefined;
+    // Mercure: the id of the event before the first one sent, `earliest` when there is none.
+    const stream = open(found ? lastEventId : (location.head?.id ?? EARLIEST_ID));
     if (stream.closed) return;
-    if (!location.found || location.pos === undefined) {
+    if (!found) {
       this.counters.resets++;
       stream.send(encodeEvent(resetEvent(lastEventId, location.head?.id)));
       sub.goLive(location.head?.pos);
       return;
     }
     this.counters.replays++;
-    const seenUpTo = await this.#replay(sub, topicMatch(topics), { id: lastEventId, pos: location.pos }, location.head);
+    const seenUpTo = await this.#replay(
+      sub,
+      topicMatch(topics),
+      { id: lastEventId, pos: location.pos as string },
+      location.head,
+    );
     // Nothing is awaited from here on, so no live event can slip between the replay and the live feed.
     if (seenUpTo !== undefined) sub.goLive(seenUpTo);
   }
@@ -264,7 +316,7 @@ export class Hub {
     from: { id: string; pos: string },
     head: { pos: string } | undefined,
   ): Promise<string | undefined> {
-    const stream = sub.stream;
+    const stream = sub.stream as SseStream;
     let cursor = from;
     let sent = 0;
     let batchBytes = 0;

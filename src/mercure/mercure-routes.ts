@@ -167,10 +167,12 @@ export async function mercureRoutes(app: FastifyInstance, options: MercureRoutes
       throw new TokenMissingError("Subscribing (ANONYMOUS_SUBSCRIBERS=false)");
     }
     reply.header("cache-control", NO_CACHE).header("pragma", "no-cache").header("expires", "0");
-    const stream = streams.open(reply);
-    if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
-    if (options.onSubscribe !== undefined) {
-      const leave = options.onSubscribe({
+    const open = (resumedAfter: string | undefined) => {
+      // Header values are bytes: an id beyond Latin-1 goes as its UTF-8 bytes, as browsers send Last-Event-ID.
+      if (resumedAfter !== undefined) reply.header("last-event-id", Buffer.from(resumedAfter).toString("latin1"));
+      const stream = streams.open(reply);
+      if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
+      const leave = options.onSubscribe?.({
         subscriberId: `urn:uuid:${randomUUID()}`,
         selectors: [...new Set(names)],
         claims,
@@ -178,8 +180,9 @@ export async function mercureRoutes(app: FastifyInstance, options: MercureRoutes
         lastEventId,
       });
       if (leave !== undefined) stream.onClose(leave);
-    }
-    await hub.subscribe(stream, topics, lastEventId, claims?.grant);
+      return stream;
+    };
+    await hub.subscribe(open, topics, lastEventId, claims?.grant);
   });
 
   app.post<{ Body: Form }>(
