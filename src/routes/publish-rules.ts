@@ -2,6 +2,7 @@ import type { FastifyRequest } from "fastify";
 import type { TokenClaims } from "../auth/jwt-verifier.js";
 import { InvalidTopicError, RateLimitedError, TopicReservedError } from "../errors.js";
 import { describeBadTopic, isValidTopic } from "../hub/topic.js";
+import { ANY_TOPIC } from "../hub/topic-selector.js";
 import { clientKey } from "../limits/client-key.js";
 
 /**
@@ -31,10 +32,11 @@ export const FIELD_RULES: Record<string, string> = {
 /** Topics containing this are the hub's own (Mercure's subscription events); publishers may not use them. */
 export const RESERVED_TOPIC_PART = "/.well-known/mercure";
 
-/** Checks each topic of a publish: a valid name (`InvalidTopicError`), not reserved (`TopicReservedError`). */
+/** Checks each topic of a publish: a valid name and not `*` (`InvalidTopicError`), not reserved (`TopicReservedError`). */
 export function checkPublishTopics(topics: readonly string[]): void {
   for (const topic of topics) {
-    if (!isValidTopic(topic)) throw new InvalidTopicError(describeBadTopic(topic));
+    // `*` selects every topic on a stream; as a topic it would be one only `*` streams see, by accident.
+    if (!isValidTopic(topic) || topic === ANY_TOPIC) throw new InvalidTopicError(describeBadTopic(topic));
     if (topic.includes(RESERVED_TOPIC_PART)) throw new TopicReservedError(describeBadTopic(topic));
   }
 }

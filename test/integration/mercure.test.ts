@@ -489,6 +489,13 @@ describe("the native API speaks the same topics", () => {
       body: JSON.stringify({ topic: "t".repeat(1024), data: 1 }),
     });
     expect(long.statusCode).toBe(201);
+    const tooLong = await request(`${server.url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ topic: "t".repeat(1025), data: 1 }),
+    });
+    expect(tooLong.statusCode).toBe(400);
+    expect(await tooLong.body.json()).toMatchObject({ code: "HERALD_INVALID_TOPIC" });
   });
 });
 

@@ -191,11 +191,11 @@ describe("bad input gets a clear 4xx, and a live subscriber keeps streaming", ()
       send: () => ({ body: JSON.stringify({ data: 1, topic: "a\nb" }), type: "application/json" }),
     },
     {
-      name: "a topic of 1025 characters",
+      name: "a topic with a NUL",
       status: 400,
       code: "HERALD_INVALID_TOPIC",
-      message: /1 to 1024/,
-      send: () => ({ body: JSON.stringify({ data: 1, topic: "t".repeat(1025) }), type: "application/json" }),
+      message: /1 to 1024 characters/,
+      send: () => ({ body: JSON.stringify({ data: 1, topic: "a\u0000b" }), type: "application/json" }),
     },
     {
       name: "the topic *",
