@@ -298,6 +298,9 @@ export class TopicSelector {
   /** True when the selector is a well-formed URI template with at least one expression. */
   readonly template: boolean;
   readonly #matcher: TemplateMatcher | undefined;
+  /** The literal text before the first expression and after the last: checked first, without the automaton. */
+  readonly #prefix: string = "";
+  readonly #suffix: string = "";
 
   constructor(readonly source: string) {
     this.any = source === ANY_TOPIC;
@@ -307,6 +310,8 @@ export class TopicSelector {
       this.#matcher = undefined;
       return;
     }
+    if (typeof parts[0] === "string") this.#prefix = parts.shift() as string;
+    if (typeof parts.at(-1) === "string") this.#suffix = parts.pop() as string;
     const compiler = new Compiler();
     for (const part of parts) {
       if (typeof part === "string") compiler.literal(part);
@@ -318,7 +323,14 @@ export class TopicSelector {
   }
 
   matches(topic: string): boolean {
-    return this.any || topic === this.source || (this.#matcher?.matches(topic) ?? false);
+    if (this.any || topic === this.source) return true;
+    const matcher = this.#matcher;
+    if (matcher === undefined) return false;
+    const prefix = this.#prefix;
+    const suffix = this.#suffix;
+    if (topic.length < prefix.length + suffix.length || !topic.startsWith(prefix) || !topic.endsWith(suffix))
+      return false;
+    return matcher.matches(topic.slice(prefix.length, topic.length - suffix.length));
   }
 }
 
