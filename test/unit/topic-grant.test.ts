@@ -32,6 +32,14 @@ describe("TopicGrant", () => {
     for (const topic of notCovered) expect(grant.covers(topic), topic).toBe(false);
   });
 
+  it("answers a claim of adjacent reserved expressions in one pass (issue 11, defect 8)", () => {
+    // A backtracking regexp never finishes this (seconds for four expressions on 256 characters);
+    // only the answers are asserted.
+    const grant = new TopicGrant(["{+a}{+b}{+c}{+d}{+e}{+f}x"]);
+    expect(grant.covers("a".repeat(1_000))).toBe(false);
+    expect(grant.covers(`${"a/".repeat(499)}x`)).toBe(true);
+  });
+
   it("flags * as all", () => {
     expect(new TopicGrant(["a", "*"]).all).toBe(true);
     expect(new TopicGrant(["a", "{+x}"]).all).toBe(false);
