@@ -3,6 +3,7 @@ import type { Broker } from "./broker/broker.js";
 import type { Config } from "./config.js";
 import { trackIdleConnections } from "./connections.js";
 import { HeraldLogController, loggerOptions } from "./logger.js";
+import type { MercureRoutesOptions } from "./mercure/mercure-routes.js";
 import { heraldService } from "./plugin.js";
 import { readTlsFiles, tlsServerOptions } from "./tls.js";
 
@@ -10,6 +11,8 @@ import { readTlsFiles, tlsServerOptions } from "./tls.js";
 export interface BuildAppOptions {
   /** The broker to use instead of the one `config` selects; the app closes it on close. */
   broker?: Broker;
+  /** Told of each Mercure subscription as it starts (see `MercureRoutesOptions.onSubscribe`). */
+  onMercureSubscribe?: MercureRoutesOptions["onSubscribe"];
 }
 
 /**
@@ -25,7 +28,7 @@ export async function buildApp(config: Config, options: BuildAppOptions = {}): P
     logController: new HeraldLogController(),
     trustProxy: typeof trustProxy === "number" ? (_address: string, hop: number) => hop < trustProxy : trustProxy,
   });
-  await app.register(heraldService(config, options.broker));
+  await app.register(heraldService(config, options));
 
   // After Herald's own preClose, which ends every stream: then idle sockets and HTTP/2 sessions can go.
   const closeIdleConnections = trackIdleConnections(app.server);

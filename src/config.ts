@@ -58,6 +58,10 @@ export interface Config {
   tlsKeyFile: string | undefined;
   /** Mercure's subscriptions API and subscription updates (presence); needs `subscriberJwtKey`. */
   subscriptions: boolean;
+  /** False: every stream (native and Mercure) needs a valid subscriber token. */
+  anonymousSubscribers: boolean;
+  /** Origins whose pages may publish with the `mercureAuthorization` cookie (`*` for any); empty refuses cookie publishing. */
+  publishOrigins: "*" | string[];
 }
 
 const BROKER_KINDS = ["memory", "sqlite", "redis"] as const;
@@ -105,6 +109,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   tlsCertFile: undefined,
   tlsKeyFile: undefined,
   subscriptions: false,
+  anonymousSubscribers: true,
+  publishOrigins: [],
 };
 
 /**
@@ -138,6 +144,30 @@ function corsOrigin(env: Env): Config["corsOrigin"] {
     if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
       throw new ConfigError(
         `CORS_ORIGIN=${JSON.stringify(raw)} is invalid: use * or a comma-separated list of origins like https://app.example.com`,
+      );
+    }
+  }
+  return origins;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  if (raw !== "true" && raw !== "false") {
+    throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: use true or false`);
+  }
+  return raw === "true";
+}
+
+function publishOrigins(env: Env): Config["publishOrigins"] {
+  const raw = env.PUBLISH_ORIGINS?.trim();
+  if (raw === undefined || raw === "") return [];
+  if (raw === "*") return "*";
+  const origins = raw.split(",").map((o) => o.trim());
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError(
+        `PUBLISH_ORIGINS=${JSON.stringify(raw)} is invalid: use * or a comma-separated list of origins like https://app.example.com`,
       );
     }
   }
@@ -311,7 +341,7 @@ function redisTopology(env: Env): Pick<Config, "redisSentinels" | "redisMasterNa
 /** Reads and validates every setting from `env`; throws a `ConfigError` for the first bad one. */
 export function loadConfig(env: Env): Config {
   const d = DEFAULT_CONFIG;
-  return checkEventFitsBuffer({
+  const config = checkEventFitsBuffer({
     port: integer(env, "PORT", d.port, 0, 65_535),
     host: host(env),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
@@ -348,5 +378,13 @@ export function loadConfig(env: Env): Config {
     logFormat: oneOf(env, "LOG_FORMAT", LOG_FORMATS, d.logFormat),
     ...tlsFiles(env),
     subscriptions: subscriptions(env, jwtKey(env, "SUBSCRIBER_JWT_KEY")),
+    anonymousSubscribers: bool(env, "ANONYMOUS_SUBSCRIBERS", d.anonymousSubscribers),
+    publishOrigins: publishOrigins(env),
   });
+  if (!config.anonymousSubscribers && config.subscriberJwtKey === undefined) {
+    throw new ConfigError(
+      "ANONYMOUS_SUBSCRIBERS=false needs SUBSCRIBER_JWT_KEY: without a key no subscriber token can be valid. Set the key, or leave ANONYMOUS_SUBSCRIBERS unset",
+    );
+  }
+  return config;
 }

@@ -22,7 +22,7 @@ export const InvalidEventError = createError<"HERALD_INVALID_EVENT", 400, Args<[
 
 export const InvalidTopicError = createError<"HERALD_INVALID_TOPIC", 400, Args<[string]>>(
   "HERALD_INVALID_TOPIC",
-  "Invalid topic %s: a topic is 1 to 256 characters from A-Z a-z 0-9 and _ - . : / @ ~ (GET /events also takes * for every topic)",
+  "Invalid topic %s: a topic is 1 to 1024 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate); a stream also takes * for every topic, or a URI template such as orders/{id}",
   400,
 );
 
@@ -68,9 +68,21 @@ export const TopicForbiddenError = createError<"HERALD_TOPIC_FORBIDDEN", 403, Ar
   403,
 );
 
+export const TopicReservedError = createError<"HERALD_TOPIC_RESERVED", 403, Args<[string]>>(
+  "HERALD_TOPIC_RESERVED",
+  "The topic %s contains /.well-known/mercure, which is reserved for the hub's own updates (subscription events): publish on another topic",
+  403,
+);
+
+export const PublishOriginError = createError<"HERALD_PUBLISH_ORIGIN", 403, Args<[string]>>(
+  "HERALD_PUBLISH_ORIGIN",
+  "A publish authenticated by the mercureAuthorization cookie is accepted only from the origins in PUBLISH_ORIGINS, and %s is not one: add it to PUBLISH_ORIGINS, or send the token as Authorization: Bearer <JWT>",
+  403,
+);
+
 export const NotFoundError = createError<"HERALD_NOT_FOUND", 404, Args<[string, string]>>(
   "HERALD_NOT_FOUND",
-  "No route %s %s. Herald serves GET /events, POST /events, GET /ticks, GET /stats, GET /stats/stream, GET /metrics, GET /health and the page at GET /",
+  "No route %s %s. Herald serves GET /events, POST /events, GET and POST /.well-known/mercure, GET /ticks, GET /stats, GET /stats/stream, GET /metrics, GET /health and the page at GET /",
   404,
 );
 
@@ -157,6 +169,8 @@ export const ERRORS = [
   TokenInvalidError,
   TokenExpiredError,
   TopicForbiddenError,
+  TopicReservedError,
+  PublishOriginError,
   NotFoundError,
   IdConflictError,
   IdRetiredError,

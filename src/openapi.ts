@@ -175,6 +175,68 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     },
     errors: {},
   },
+  "GET /.well-known/mercure": {
+    summary: "Subscribe, as a Mercure hub",
+    description:
+      "Mercure's subscribe: `topic` repeated (exact topics, `*` or URI templates), replay from `Last-Event-ID` or `lastEventID` (`earliest` for everything retained). See README, Mercure compatibility.",
+    querystring: {
+      topic: {
+        description: "A topic selector; repeat for several (1 to 1000).",
+        oneOf: [{ type: "string" }, { type: "array", items: { type: "string" } }],
+      },
+      lastEventID: { type: "string", description: "The id to resume after, when the header cannot be sent." },
+      ...TOKEN_QUERY,
+    },
+    responses: { 200: STREAM },
+    errors: {
+      400: ["HERALD_INVALID_TOPIC", "HERALD_INVALID_QUERY"],
+      401: ["HERALD_TOKEN_MISSING", "HERALD_TOKEN_INVALID", "HERALD_TOKEN_EXPIRED"],
+      429: ["HERALD_IP_CONNECTION_LIMIT"],
+      503: ["HERALD_CONNECTION_LIMIT", "HERALD_BROKER_UNAVAILABLE"],
+    },
+  },
+  "POST /.well-known/mercure": {
+    summary: "Publish an update, as a Mercure hub",
+    description: "A form: `topic` (repeated), `data`, `private`, `id`, `type`, `retry`. Answers the id as text/plain.",
+    responses: { 200: { description: "The update's id.", content: { "text/plain": { schema: { type: "string" } } } } },
+    errors: {
+      400: ["HERALD_INVALID_EVENT", "HERALD_INVALID_TOPIC", "HERALD_PRIVATE_UNAVAILABLE"],
+      401: ["HERALD_TOKEN_MISSING", "HERALD_TOKEN_INVALID", "HERALD_TOKEN_EXPIRED"],
+      403: ["HERALD_TOPIC_FORBIDDEN", "HERALD_TOPIC_RESERVED", "HERALD_PUBLISH_ORIGIN"],
+      413: ["HERALD_BODY_TOO_LARGE", "HERALD_EVENT_TOO_LARGE"],
+      415: ["HERALD_UNSUPPORTED_MEDIA_TYPE"],
+      429: ["HERALD_RATE_LIMITED"],
+      503: ["HERALD_BROKER_UNAVAILABLE", "HERALD_PUBLISH_OUTCOME_UNKNOWN"],
+    },
+  },
+  "GET /.well-known/mercure/subscriptions": {
+    summary: "Active subscriptions (SUBSCRIPTIONS=true)",
+    description:
+      "JSON-LD as Mercure v0.24.2 returns it; also `/subscriptions/{topic}` and `/subscriptions/{topic}/{subscriber}` (URL-encoded). `ETag`/`If-None-Match`.",
+    querystring: TOKEN_QUERY,
+    responses: {
+      200: { description: "The list.", content: { "application/ld+json": { schema: { type: "object" } } } },
+    },
+    errors: {
+      401: ["HERALD_TOKEN_MISSING", "HERALD_TOKEN_INVALID", "HERALD_TOKEN_EXPIRED"],
+      403: ["HERALD_TOPIC_FORBIDDEN"],
+      404: ["HERALD_SUBSCRIPTION_NOT_FOUND"],
+    },
+  },
+  "GET /.well-known/mercure/subscriptions/*": {
+    summary: "Active subscriptions of one topic selector, or one subscription (SUBSCRIPTIONS=true)",
+    responses: {
+      200: {
+        description: "The list or the subscription.",
+        content: { "application/ld+json": { schema: { type: "object" } } },
+      },
+    },
+    errors: {
+      401: ["HERALD_TOKEN_MISSING", "HERALD_TOKEN_INVALID", "HERALD_TOKEN_EXPIRED"],
+      403: ["HERALD_TOPIC_FORBIDDEN"],
+      404: ["HERALD_SUBSCRIPTION_NOT_FOUND"],
+    },
+  },
   "GET /openapi.json": {
     summary: "This document",
     responses: {

@@ -23,6 +23,10 @@ import {
   UnsupportedMediaTypeError,
 } from "./errors.js";
 import { Hub } from "./hub/hub.js";
+import { MERCURE_PATH, type MercureSubscriptionInfo, mercureRoutes } from "./mercure/mercure-routes.js";
+import { mercureToken } from "./mercure/mercure-token.js";
+import { createPresence, newestEventId } from "./mercure/presence.js";
+import { subscriptionsRoutes } from "./mercure/subscriptions-routes.js";
 import { openapiRoutes } from "./openapi.js";
 import {
   bodyError,
@@ -83,6 +87,11 @@ export interface HeraldOptions extends Partial<Omit<HeraldSettings, "corsOrigin"
   decorator?: string;
   /** Serve the dashboard at the prefix's root. Default `false` (the service turns it on). */
   dashboard?: boolean;
+  /**
+   * Serve the Mercure hub at the origin's `/.well-known/mercure` (a path that cannot move, so it
+   * ignores `prefix`). Default `false` (the service turns it on).
+   */
+  mercure?: boolean;
 }
 
 /** Herald's in-process API, decorated on the Fastify instance (`app.herald` by default). */
@@ -113,9 +122,14 @@ interface HeraldSetup {
   prefix: string;
   decorator: string;
   dashboard: boolean;
+  mercure: boolean;
+  /** Told of each Mercure subscription as it starts, besides presence (tests). */
+  onMercureSubscribe?: MercureOnSubscribe;
 }
 
-const PLUGIN_OPTIONS = new Set(["broker", "prefix", "decorator", "dashboard"]);
+type MercureOnSubscribe = (info: MercureSubscriptionInfo) => (() => void) | undefined;
+
+const PLUGIN_OPTIONS = new Set(["broker", "prefix", "decorator", "dashboard", "mercure"]);
 
 function envName(option: string): string {
   return option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
@@ -154,6 +168,7 @@ function resolveOptions(options: HeraldOptions): { config: Config; setup: Herald
       prefix: options.prefix ?? "",
       decorator: options.decorator ?? "herald",
       dashboard: options.dashboard ?? false,
+      mercure: options.mercure ?? false,
     },
   };
 }
@@ -214,11 +229,16 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
   if (publisher === undefined) log.warn("PUBLISHER_JWT_KEY is not set: anyone who can reach Herald may publish");
   if (subscriber === undefined) log.warn("SUBSCRIBER_JWT_KEY is not set: private events are refused");
   await hub.start();
+  const presence = config.subscriptions
+    ? await createPresence(config, { publish: (input) => hub.publish(input), log })
+    : undefined;
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       streams.endAll();
+      // After the streams end, so each subscription's leave is announced before the broker goes.
+      await presence?.close();
       expiry.stop();
       await hub.stop();
       await broker.close();
@@ -251,54 +271,98 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
   } as HeraldApi;
   host.decorate(setup.decorator, api);
 
+  /** What every context of Herald's routes has: its validator, body limit, parsers, CORS, error and 404 handlers. */
+  const prepare = async (app: FastifyInstance) => {
+    app.setValidatorCompiler(({ schema }) => strictAjv().compile(schema));
+    // Every body route of Herald's has Herald's limit, whatever the host's bodyLimit is.
+    app.addHook("onRoute", (route) => {
+      route.bodyLimit ??= config.maxBodyBytes;
+    });
+    // Publishes are JSON or forms; anything else (text/plain included) is a 415.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+      if (body === "") return done(new InvalidJsonError("the body is empty"), undefined);
+      try {
+        done(null, JSON.parse(body as string));
+      } catch (err) {
+        done(new InvalidJsonError((err as Error).message, { cause: err }), undefined);
+      }
+    });
+    await app.register(formbody);
+    const nativeCors = {
+      origin: config.corsOrigin,
+      allowedHeaders: ["Content-Type", "Last-Event-ID", "Authorization"],
+    };
+    // As the Mercure hub sends it; with listed origins, credentials too (an EventSource withCredentials
+    // sends the mercureAuthorization cookie), never with *, which browsers refuse with credentials.
+    const mercureCors = {
+      origin: config.corsOrigin,
+      credentials: config.corsOrigin !== "*",
+      allowedHeaders: ["authorization", "cache-control", "last-event-id"],
+    };
+    await app.register(cors, () => (request: { url?: string }, callback: (error: null, options: object) => void) => {
+      callback(null, request.url?.startsWith(MERCURE_PATH) ? mercureCors : nativeCors);
+    });
+    // Cookies are read only where a token may come from one, not parsed on every request.
+    await app.register(cookie, { hook: false });
+    await app.register(rateLimit, { global: false });
+
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      const error = translateError(err, config, request.headers["content-type"]) as FastifyError;
+      const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
+      // A Herald 503 (a full server) is an answer, not a failure: its message stays.
+      const failed = statusCode >= 500 && !error.code?.startsWith("HERALD_");
+      if (failed) request.log.error({ err }, "request failed");
+      if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="herald"');
+      reply.code(statusCode).send({
+        statusCode,
+        code: error.code,
+        error: STATUS_CODES[statusCode],
+        message: failed ? "Internal Server Error" : error.message,
+        // A publish with an unknown outcome names the id its retry must carry.
+        ...(typeof (error as { publishId?: unknown }).publishId === "string" && {
+          id: (error as { publishId?: string }).publishId,
+        }),
+      });
+    });
+    app.setNotFoundHandler((request, reply) => {
+      reply.send(new NotFoundError(request.method, request.url.split("?")[0] ?? request.url));
+    });
+  };
+  /** The Mercure hub's routes, over the same hub, streams, tokens and limits as the native API. */
+  const mercure = async (app: FastifyInstance) => {
+    await app.register(mercureRoutes, {
+      hub,
+      streams,
+      publisher,
+      subscriber,
+      expiry,
+      anonymousSubscribers: config.anonymousSubscribers,
+      publishOrigins: config.publishOrigins,
+      publishRateLimit: config.publishRateLimit,
+      onSubscribe: (info: MercureSubscriptionInfo) => {
+        const leave = presence?.join({ subscriber: info.subscriberId, topics: info.selectors, payload: info.payload });
+        const end = setup.onMercureSubscribe?.(info);
+        return () => {
+          leave?.();
+          end?.();
+        };
+      },
+    });
+    // Config guarantees a subscriber key whenever SUBSCRIPTIONS=true.
+    if (presence !== undefined && subscriber !== undefined) {
+      await app.register(subscriptionsRoutes, {
+        presence,
+        subscriber,
+        lastEventId: newestEventId(broker),
+        token: (request) => mercureToken(request)?.token,
+      });
+    }
+  };
+
   await host.register(
     async (app) => {
-      app.setValidatorCompiler(({ schema }) => strictAjv().compile(schema));
-      // Every body route of Herald's has Herald's limit, whatever the host's bodyLimit is.
-      app.addHook("onRoute", (route) => {
-        route.bodyLimit ??= config.maxBodyBytes;
-      });
-      // Publishes are JSON or forms; anything else (text/plain included) is a 415.
-      app.removeAllContentTypeParsers();
-      app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
-        if (body === "") return done(new InvalidJsonError("the body is empty"), undefined);
-        try {
-          done(null, JSON.parse(body as string));
-        } catch (err) {
-          done(new InvalidJsonError((err as Error).message, { cause: err }), undefined);
-        }
-      });
-      await app.register(formbody);
-      await app.register(cors, {
-        origin: config.corsOrigin,
-        allowedHeaders: ["Content-Type", "Last-Event-ID", "Authorization"],
-      });
-      // Cookies are read only where a token may come from one, not parsed on every request.
-      await app.register(cookie, { hook: false });
-      await app.register(rateLimit, { global: false });
-
-      app.setErrorHandler((err: FastifyError, request, reply) => {
-        const error = translateError(err, config, request.headers["content-type"]) as FastifyError;
-        const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
-        // A Herald 503 (a full server) is an answer, not a failure: its message stays.
-        const failed = statusCode >= 500 && !error.code?.startsWith("HERALD_");
-        if (failed) request.log.error({ err }, "request failed");
-        if (statusCode === 401) reply.header("www-authenticate", 'Bearer realm="herald"');
-        reply.code(statusCode).send({
-          statusCode,
-          code: error.code,
-          error: STATUS_CODES[statusCode],
-          message: failed ? "Internal Server Error" : error.message,
-          // A publish with an unknown outcome names the id its retry must carry.
-          ...(typeof (error as { publishId?: unknown }).publishId === "string" && {
-            id: (error as { publishId?: string }).publishId,
-          }),
-        });
-      });
-      app.setNotFoundHandler((request, reply) => {
-        reply.send(new NotFoundError(request.method, request.url.split("?")[0] ?? request.url));
-      });
-
+      await prepare(app);
       // Before the routes: swagger collects them as they are added.
       await openapiRoutes(app, setup.prefix);
       await app.register(eventsRoutes, {
@@ -309,7 +373,9 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
         expiry,
         maxTopicsPerStream: config.maxTopicsPerStream,
         publishRateLimit: config.publishRateLimit,
+        anonymousSubscribers: config.anonymousSubscribers,
       });
+      if (setup.mercure && setup.prefix === "") await mercure(app);
       await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
       await app.register(statsRoutes, { hub, streams, ticks, subscriber });
       await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, expiry, retryMs: config.retryMs });
@@ -330,6 +396,13 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
     },
     { prefix: setup.prefix },
   );
+  // Under a prefix, the hub still lives at the origin's /.well-known/mercure, in a context of its own.
+  if (setup.mercure && setup.prefix !== "") {
+    await host.register(async (app) => {
+      await prepare(app);
+      await mercure(app);
+    });
+  }
 
   // Open streams would hold the server open forever: end them before it stops listening.
   host.addHook("preClose", async () => streams.endAll());
@@ -355,8 +428,12 @@ export const herald = fp<HeraldOptions>(
  * Herald for the service: already-validated settings, at the root, with the dashboard. `buildApp`
  * registers it; it skips option parsing so tests can build apps from a `Config` directly.
  */
-export function heraldService(config: Config, broker?: Broker) {
-  return fp(async (host) => setUpHerald(host, config, { broker, prefix: "", decorator: "herald", dashboard: true }), {
+export function heraldService(
+  config: Config,
+  options: { broker?: Broker; onMercureSubscribe?: MercureOnSubscribe } = {},
+) {
+  const setup = { broker: options.broker, prefix: "", decorator: "herald", dashboard: true, mercure: true };
+  return fp(async (host) => setUpHerald(host, config, { ...setup, onMercureSubscribe: options.onMercureSubscribe }), {
     fastify: "5.x",
   });
 }

@@ -8,7 +8,7 @@ import { createReconnectingSource } from "./source.js";
 import { createStatsView } from "./stats.js";
 
 /** The topic rule of src/hub/topic.ts, checked here so a typo is explained before connecting. */
-const TOPIC = /^[A-Za-z0-9_.:/@~-]{1,256}$/;
+const TOPIC = /^[^\r\n\0\uD800-\uDFFF]{1,1024}$/u;
 const byId = (id) => document.getElementById(id);
 
 /** The server's RETRY_MS once /stats/stream has told it; the default until then. */
@@ -65,7 +65,7 @@ function parseTopics(text) {
   const bad = names.find((name) => name !== "*" && !TOPIC.test(name));
   if (bad !== undefined) {
     return {
-      error: `"${bad}" is not a topic: use 1 to 256 characters from A-Z a-z 0-9 and _ - . : / @ ~, or * for every topic.`,
+      error: `"${bad}" is not a topic: use 1 to 1024 characters, a URI template such as orders/{id}, or * for every topic.`,
     };
   }
   return { topics: names.includes("*") ? ["*"] : [...new Set(names)] };

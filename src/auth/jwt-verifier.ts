@@ -7,6 +7,10 @@ import { TopicGrant } from "./topic-grant.js";
 const MIN_SECRET_BYTES = 32;
 /** Verified tokens kept so a publisher's repeated token costs one signature check, not one per publish. */
 const CACHE_SIZE = 1_024;
+/** Selectors one claim list may hold, as in Mercure: more is refused, so a token cannot make every match costly. */
+const MAX_CLAIM_SELECTORS = 1_000;
+/** Mercure's namespaced claim key; when a token has it, it is read instead of `mercure`. */
+export const NAMESPACED_CLAIM = "https://mercure.rocks/";
 
 /** A verification key and the one algorithm it accepts. */
 export interface JwtKey {
@@ -51,8 +55,18 @@ export interface TokenClaims {
   readonly grant: TopicGrant;
   /** `sub`, when the token has one. */
   readonly subject: string | undefined;
-  /** `exp`, in seconds since the epoch, when the token has one. */
+  /** `exp`, in seconds since the epoch, when the token has one (a token without `exp` never expires). */
   readonly expiresAt: number | undefined;
+  /** The claim's `payload`, as the issuer wrote it (Mercure hands it to the subscriptions API). */
+  readonly payload: unknown;
+  /** The claim list of the role, as written (strings only): the selectors it grants. */
+  readonly selectors: readonly string[];
+}
+
+/** The Mercure claim of a payload: `https://mercure.rocks/` when present, else `mercure`. */
+function mercureClaim(payload: JWTPayload): Record<string, unknown> {
+  const claim = payload[NAMESPACED_CLAIM] ?? payload.mercure;
+  return typeof claim === "object" && claim !== null ? (claim as Record<string, unknown>) : {};
 }
 
 /** Options for `JwtVerifier`. */
@@ -64,9 +78,10 @@ export interface JwtVerifierOptions {
 }
 
 /**
- * Verifies Mercure-shaped JWTs (`{"mercure": {"publish": [...], "subscribe": [...]}}`) with `jose`
- * against one key, and turns the claim list of one role into a `TopicGrant`. Keeps the last
- * `CACHE_SIZE` verified tokens until they expire.
+ * Verifies Mercure-shaped JWTs (`{"mercure": {"publish": [...], "subscribe": [...], "payload": ...}}`,
+ * or the same under `https://mercure.rocks/`) with `jose` against one key, and turns the claim list
+ * of one role into a `TopicGrant`. `exp` is optional, as in Mercure. Keeps the last `CACHE_SIZE`
+ * verified tokens until they expire.
  */
 export class JwtVerifier {
   readonly #key: JwtKey;
@@ -86,11 +101,19 @@ export class JwtVerifier {
     }
     this.#cache.delete(token);
     const payload = await this.#verifySignature(token);
-    const mercure = payload.mercure as Record<string, unknown> | undefined;
+    const mercure = mercureClaim(payload);
+    const list = mercure[this.#options.role];
+    if (Array.isArray(list) && list.length > MAX_CLAIM_SELECTORS) {
+      throw new TokenInvalidError(
+        `its mercure.${this.#options.role} claim lists ${list.length} selectors; at most ${MAX_CLAIM_SELECTORS} are allowed`,
+      );
+    }
     const claims: TokenClaims = {
-      grant: new TopicGrant(typeof mercure === "object" && mercure !== null ? mercure[this.#options.role] : undefined),
+      grant: new TopicGrant(list),
       subject: typeof payload.sub === "string" ? payload.sub : undefined,
       expiresAt: payload.exp,
+      payload: mercure.payload,
+      selectors: Array.isArray(list) ? list.filter((entry): entry is string => typeof entry === "string") : [],
     };
     if (this.#cache.size >= CACHE_SIZE) this.#cache.delete(this.#cache.keys().next().value as string);
     this.#cache.set(token, claims);

@@ -1,59 +1,48 @@
-/** What a `{name}` matches: one segment, the characters RFC 6570 simple expansion leaves unencoded. */
-const SEGMENT = "[A-Za-z0-9_.~-]+";
-/** What a `{+name}` matches: any run of topic characters, `/` included (RFC 6570 reserved expansion). */
-const REST = "[A-Za-z0-9_.:/@~-]+";
-const EXPRESSION = /\{(\+?)[A-Za-z0-9_]+\}/g;
-const WELL_FORMED_TEMPLATE = /^(?:[^{}]|\{\+?[A-Za-z0-9_]+\})*$/;
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
-
-/** One URI template as a regular expression source, or `undefined` when it uses a form Herald does not match. */
-function templateSource(template: string): string | undefined {
-  if (!WELL_FORMED_TEMPLATE.test(template)) return undefined;
-  let source = "";
-  let last = 0;
-  for (const match of template.matchAll(EXPRESSION)) {
-    source += escapeRegExp(template.slice(last, match.index)) + (match[1] === "+" ? REST : SEGMENT);
-    last = match.index + match[0].length;
-  }
-  return source + escapeRegExp(template.slice(last));
-}
+import { ANY_TOPIC, compileSelector, type TopicSelector } from "../hub/topic-selector.js";
 
 /**
  * The topics one claim list covers (a token's `mercure.publish` or `mercure.subscribe`). Each entry
- * is `*` (every topic), an exact topic, or a URI template: `{name}` stands for one segment
- * (`orders/{id}` covers `orders/42`, not `orders/42/items`) and `{+name}` for the rest of the topic,
- * `/` included (`orders/{+rest}` covers both). Other template forms and non-string entries cover
- * nothing. Built once per verified token; `covers` is a set lookup, then one regular expression.
- * The entries come from tokens signed with Herald's key, so the expressions are the issuer's, never
- * a client's.
+ * is a topic selector as Mercure reads it (`src/hub/topic-selector.ts`): `*` (every topic), an exact
+ * topic, or a URI template (`orders/{id}` covers `orders/42`, not `orders/42/items`;
+ * `orders/{+rest}` covers both). Non-string entries cover nothing. Built once per verified token;
+ * `covers` is a set lookup, then one linear-time match per template entry.
  */
 export class TopicGrant {
   /** Covers every topic: the list held `*`. */
   readonly all: boolean;
   readonly #exact = new Set<string>();
-  readonly #templates: RegExp | undefined;
+  readonly #templates: TopicSelector[] = [];
 
   constructor(entries: unknown) {
-    const sources: string[] = [];
     let all = false;
     for (const entry of Array.isArray(entries) ? entries : []) {
       if (typeof entry !== "string") continue;
-      if (entry === "*") all = true;
-      else if (!entry.includes("{")) this.#exact.add(entry);
+      if (entry === ANY_TOPIC) all = true;
       else {
-        const source = templateSource(entry);
-        if (source !== undefined) sources.push(source);
+        this.#exact.add(entry);
+        const selector = compileSelector(entry);
+        if (selector.template) this.#templates.push(selector);
       }
     }
     this.all = all;
-    this.#templates = sources.length > 0 ? new RegExp(`^(?:${sources.join("|")})$`) : undefined;
   }
 
   /** True when the list covers `topic`. */
   covers(topic: string): boolean {
-    return this.all || this.#exact.has(topic) || (this.#templates?.test(topic) ?? false);
+    if (this.all || this.#exact.has(topic)) return true;
+    for (const template of this.#templates) if (template.matches(topic)) return true;
+    return false;
+  }
+
+  /** True when the list covers at least one of `topics` (a private update reaches a subscriber so). */
+  coversAny(topics: readonly string[]): boolean {
+    for (const topic of topics) if (this.covers(topic)) return true;
+    return false;
+  }
+
+  /** True when the list covers every one of `topics` (a publisher may publish an update so). */
+  coversAll(topics: readonly string[]): boolean {
+    for (const topic of topics) if (!this.covers(topic)) return false;
+    return true;
   }
 }

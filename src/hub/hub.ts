@@ -13,7 +13,8 @@ import { EventTooLargeError, InvalidEventError } from "../errors.js";
 import { encodedSize, encodeEvent } from "../sse/encode.js";
 import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
-import { ALL_TOPICS } from "./topic.js";
+import { SelectorIndex, selects } from "./selector-index.js";
+import { ALL_TOPICS, eventTopics } from "./topic.js";
 
 /** Options for `Hub`. */
 export interface HubOptions {
@@ -55,6 +56,13 @@ export interface HubCounters {
   feedGaps: number;
 }
 
+/**
+ * Opens a subscription's response once its Last-Event-ID has been looked up, given the id the
+ * stream resumes after (the id itself, the newest id after a reset, `earliest` for an empty
+ * history; undefined without a Last-Event-ID): for protocols that send it as a header (Mercure).
+ */
+export type StreamOpener = (resumedAfter: string | undefined) => SseStream;
+
 /** Whether an event belongs to a subscription's topics. */
 export type TopicMatch = (event: StoredEvent) => boolean;
 
@@ -64,8 +72,7 @@ export type TopicMatch = (event: StoredEvent) => boolean;
  */
 export function topicMatch(topics: TopicSelection): TopicMatch {
   if (topics === ALL_TOPICS) return () => true;
-  const wanted = new Set(topics);
-  return (event) => wanted.has(event.topic);
+  return (event) => selects(topics, eventTopics(event));
 }
 
 /** How many events the next history page may hold: about `REPLAY_PAGE_BYTES` of events like the last page's. */
@@ -77,21 +84,20 @@ function nextPageLimit(page: readonly StoredEvent[]): number {
   return Math.max(1, Math.min(REPLAY_PAGE_EVENTS, Math.floor(REPLAY_PAGE_BYTES / perEvent)));
 }
 
-/** Whether a subscription may receive the private events of a topic. */
-type PrivateAccess = (topic: string) => boolean;
+/** Whether a subscription may receive a private event with these topics (canonical and alternates). */
+type PrivateAccess = (topics: readonly string[]) => boolean;
 const NO_PRIVATE: PrivateAccess = () => false;
 const EVERY_PRIVATE: PrivateAccess = () => true;
 
 /**
- * Decided once per subscription, so a private event costs each subscriber a set lookup, or for a
- * `*` stream with a partial grant one `covers` call. Public events never ask.
+ * Decided once per subscription. As in Mercure, a private event reaches a subscriber whose
+ * selectors match one of its topics when its token's `mercure.subscribe` covers any of its topics
+ * (not necessarily the same one). Public events never ask.
  */
-function privateAccess(topics: TopicSelection, grant: TopicGrant | undefined): PrivateAccess {
+function privateAccess(grant: TopicGrant | undefined): PrivateAccess {
   if (grant === undefined) return NO_PRIVATE;
   if (grant.all) return EVERY_PRIVATE;
-  if (topics === ALL_TOPICS) return (topic) => grant.covers(topic);
-  const allowed = new Set(topics.filter((topic) => grant.covers(topic)));
-  return allowed.size === 0 ? NO_PRIVATE : (topic) => allowed.has(topic);
+  return (topics) => grant.coversAny(topics);
 }
 
 /**
@@ -103,8 +109,13 @@ class Subscription {
   pending: { event: StoredEvent; bytes: Buffer }[] | undefined;
   seenUpTo: string | undefined;
   #pendingBytes = 0;
+  /** For `SelectorIndex`: the last event match that reached this subscription. */
+  visited = 0;
+  /** Its pending events outgrew the bound before its stream was open: drop the stream once it is. */
+  overflowed = false;
   constructor(
-    readonly stream: SseStream,
+    /** Undefined until the response opens (a `StreamOpener` runs after the Last-Event-ID lookup). */
+    public stream: SseStream | undefined,
     readonly maxPendingBytes: number,
     readonly mayReceivePrivate: PrivateAccess,
     /** Wants each event in an envelope (`encodeEnvelope`) rather than plain. */
@@ -116,7 +127,10 @@ class Subscription {
       this.pending.push({ event, bytes });
       this.#pendingBytes += bytes.length;
       // A client too slow to take its replay must not make the server hold the live feed for it.
-      if (this.#pendingBytes > this.maxPendingBytes) this.stream.dropTooSlow(this.#pendingBytes);
+      if (this.#pendingBytes > this.maxPendingBytes) {
+        if (this.stream === undefined) this.overflowed = true;
+        else this.stream.dropTooSlow(this.#pendingBytes);
+      }
       return;
     }
     if (this.seenUpTo !== undefined) {
@@ -124,7 +138,7 @@ class Subscription {
       // Positions only grow on the live feed: once past the replay, no later event can be behind it.
       this.seenUpTo = undefined;
     }
-    this.stream.send(bytes);
+    this.stream?.send(bytes);
   }
 
   /** Ends the replay: sends the live events that came after `seenUpTo`, then goes live. */
@@ -164,8 +178,7 @@ export class Hub {
   readonly #drainTimeoutMs: number;
   readonly #maxEventBytes: number;
   readonly #log: FastifyBaseLogger;
-  readonly #byTopic = new Map<string, Set<Subscription>>();
-  readonly #everyTopic = new Set<Subscription>();
+  readonly #index = new SelectorIndex<Subscription>();
   #unsubscribe: (() => Promise<void>) | undefined;
   readonly counters: HubCounters = {
     published: 0,
@@ -216,12 +229,9 @@ export class Hub {
     return result;
   }
 
-  /** Subscriber count per topic (`*` for streams on every topic); topics without subscribers are absent. */
+  /** Subscriber count per selector (`*` for streams on every topic); selectors without subscribers are absent. */
   topicCounts(): Record<string, number> {
-    // fromEntries defines own properties, so a topic named __proto__ is counted like any other.
-    const counts = Object.fromEntries([...this.#byTopic].map(([topic, subs]) => [topic, subs.size]));
-    if (this.#everyTopic.size > 0) counts[ALL_TOPICS] = this.#everyTopic.size;
-    return counts;
+    return this.#index.counts();
   }
 
   /**
@@ -234,37 +244,76 @@ export class Hub {
    * at most a page and a batch, and is dropped when a batch does not drain within the deadline.
    * Private events, live or replayed, reach the stream only on the topics `grant` (its token's
    * `mercure.subscribe`) covers. With `envelope`, events go out as `encodeEnvelope` makes them
-   * (the `reset` event stays as it is).
+   * (the `reset` event stays as it is). `target` is the open stream, or a `StreamOpener` called
+   * once the Last-Event-ID is looked up (the subscription already receives live events, held
+   * until the replay is done); if that lookup fails, the promise rejects and nothing was sent.
    */
   async subscribe(
-    stream: SseStream,
+    target: SseStream | StreamOpener,
     topics: TopicSelection,
     lastEventId?: string,
     grant?: TopicGrant,
     envelope = false,
   ): Promise<void> {
-    const sub = new Subscription(stream, this.#maxPendingBytes, privateAccess(topics, grant), envelope);
+    const opener = typeof target === "function" ? target : undefined;
+    const sub = new Subscription(
+      opener ? undefined : (target as SseStream),
+      this.#maxPendingBytes,
+      privateAccess(grant),
+      envelope,
+    );
     if (lastEventId !== undefined) sub.pending = [];
-    this.#attach(sub, topics);
-    stream.onClose(() => this.#detach(sub, topics));
-    if (lastEventId === undefined) return;
+    this.#index.add(sub, topics);
+    const open = (resumedAfter: string | undefined): SseStream => {
+      let stream = sub.stream;
+      if (stream === undefined) {
+        try {
+          stream = (opener as StreamOpener)(resumedAfter);
+        } catch (err) {
+          this.#index.remove(sub, topics);
+          throw err;
+        }
+        sub.stream = stream;
+      }
+      stream.onClose(() => this.#index.remove(sub, topics));
+      if (sub.overflowed) stream.dropTooSlow();
+      return stream;
+    };
+    if (lastEventId === undefined) {
+      open(undefined);
+      return;
+    }
 
     let location: Location;
     try {
       location = await this.#broker.locate(lastEventId);
     } catch (err) {
-      this.#endAfterFailedRead(stream, err);
+      if (sub.stream === undefined) {
+        // Nothing sent yet: the client gets the error (503) instead of an empty stream.
+        this.#index.remove(sub, topics);
+        throw err;
+      }
+      open(undefined);
+      this.#endAfterFailedRead(sub.stream, err);
       return;
     }
+    const found = location.found && location.pos !== undefined;
+    // Mercure: the id of the event before the first one sent, `earliest` when there is none.
+    const stream = open(found ? lastEventId : (location.head?.id ?? EARLIEST_ID));
     if (stream.closed) return;
-    if (!location.found || location.pos === undefined) {
+    if (!found) {
       this.counters.resets++;
       stream.send(encodeEvent(resetEvent(lastEventId, location.head?.id)));
       sub.goLive(location.head?.pos);
       return;
     }
     this.counters.replays++;
-    const seenUpTo = await this.#replay(sub, topicMatch(topics), { id: lastEventId, pos: location.pos }, location.head);
+    const seenUpTo = await this.#replay(
+      sub,
+      topicMatch(topics),
+      { id: lastEventId, pos: location.pos as string },
+      location.head,
+    );
     // Nothing is awaited from here on, so no live event can slip between the replay and the live feed.
     if (seenUpTo !== undefined) sub.goLive(seenUpTo);
   }
@@ -279,7 +328,7 @@ export class Hub {
     from: { id: string; pos: string },
     head: { pos: string } | undefined,
   ): Promise<string | undefined> {
-    const stream = sub.stream;
+    const stream = sub.stream as SseStream;
     let cursor = from;
     let sent = 0;
     let batchBytes = 0;
@@ -304,7 +353,7 @@ export class Hub {
       if (page.length === 0) break;
       for (const event of page) {
         cursor = event;
-        if (!matches(event) || (event.private && !sub.mayReceivePrivate(event.topic))) continue;
+        if (!matches(event) || (event.private && !sub.mayReceivePrivate(eventTopics(event)))) continue;
         const bytes = sub.envelope ? encodeEnvelope(event, true) : encodeEvent(event);
         stream.send(bytes);
         this.counters.delivered++;
@@ -348,59 +397,22 @@ export class Hub {
    */
   #endAll(): void {
     this.counters.feedGaps++;
-    const subs = new Set([...this.#everyTopic, ...[...this.#byTopic.values()].flatMap((set) => [...set])]);
+    const subs = this.#index.all();
     this.#log.warn({ streams: subs.size }, "ending every local stream after a gap in the live feed");
-    for (const sub of subs) sub.stream.end();
+    for (const sub of subs) sub.stream?.end();
   }
 
   #dispatch(event: StoredEvent): void {
-    const subs = this.#byTopic.get(event.topic);
-    const n = (subs?.size ?? 0) + this.#everyTopic.size;
-    if (n === 0) return;
+    if (this.#index.empty) return;
+    const topics = eventTopics(event);
     const bytes = new EventBytes(event);
-    if (event.private) {
-      this.#dispatchPrivate(event, bytes, subs);
-      return;
-    }
-    if (subs !== undefined) for (const sub of subs) sub.deliver(event, bytes.for(sub));
-    for (const sub of this.#everyTopic) sub.deliver(event, bytes.for(sub));
-    this.counters.delivered += n;
-  }
-
-  #dispatchPrivate(event: StoredEvent, bytes: EventBytes, subs: Set<Subscription> | undefined): void {
-    for (const group of [subs ?? [], this.#everyTopic]) {
-      for (const sub of group) {
-        if (!sub.mayReceivePrivate(event.topic)) continue;
-        sub.deliver(event, bytes.for(sub));
-        this.counters.delivered++;
-      }
-    }
-  }
-
-  #attach(sub: Subscription, topics: TopicSelection): void {
-    if (topics === ALL_TOPICS) {
-      this.#everyTopic.add(sub);
-      return;
-    }
-    for (const topic of topics) {
-      let subs = this.#byTopic.get(topic);
-      if (subs === undefined) {
-        subs = new Set();
-        this.#byTopic.set(topic, subs);
-      }
-      subs.add(sub);
-    }
-  }
-
-  #detach(sub: Subscription, topics: TopicSelection): void {
-    if (topics === ALL_TOPICS) {
-      this.#everyTopic.delete(sub);
-      return;
-    }
-    for (const topic of topics) {
-      const subs = this.#byTopic.get(topic);
-      if (subs?.delete(sub) && subs.size === 0) this.#byTopic.delete(topic);
-    }
+    let delivered = 0;
+    this.#index.forEachMatch(topics, (sub) => {
+      if (event.private && !sub.mayReceivePrivate(topics)) return;
+      sub.deliver(event, bytes.for(sub));
+      delivered++;
+    });
+    this.counters.delivered += delivered;
   }
 }
 

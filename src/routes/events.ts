@@ -8,16 +8,32 @@ import {
   InvalidQueryError,
   InvalidTopicError,
   PrivateUnavailableError,
-  RateLimitedError,
   TokenMissingError,
   TopicForbiddenError,
 } from "../errors.js";
 import type { Hub } from "../hub/hub.js";
-import { DEFAULT_TOPIC, isValidTopic, parseTopicSelection, TOPIC_PATTERN } from "../hub/topic.js";
-import { clientKey } from "../limits/client-key.js";
+import {
+  DEFAULT_TOPIC,
+  describeBadTopic,
+  eventTopics,
+  isValidTopic,
+  parseTopicSelection,
+  TOPIC_PATTERN,
+} from "../hub/topic.js";
 import type { StreamRegistry } from "../sse/stream-registry.js";
+import {
+  checkPublishTopics,
+  FIELD_PATTERN,
+  FIELD_RULES,
+  ID_PATTERN,
+  LONE_SURROGATE,
+  publishRateLimit,
+} from "./publish-rules.js";
 import { rejectUnknownQuery } from "./query.js";
 import { resumeId } from "./resume-id.js";
+
+/** The most topics one publish may carry, as in Mercure. */
+const MAX_PUBLISH_TOPICS = 1_000;
 
 /** Options for the events routes. */
 export interface EventsRoutesOptions {
@@ -32,6 +48,8 @@ export interface EventsRoutesOptions {
   maxTopicsPerStream: number;
   /** Publishes per minute per client; 0 for no limit. */
   publishRateLimit: number;
+  /** False: a stream needs a valid subscriber token (`ANONYMOUS_SUBSCRIBERS`). */
+  anonymousSubscribers?: boolean;
 }
 
 declare module "fastify" {
@@ -41,20 +59,10 @@ declare module "fastify" {
   }
 }
 
-/**
- * No CR, LF or NUL: these would end an SSE field early (header injection on the wire). No lone
- * UTF-16 surrogate either: it has no UTF-8 form, so clients would get U+FFFD, and a resume by that
- * id would not find it. (Ajv compiles patterns with the `u` flag, so a surrogate pair still passes.)
- */
-const FIELD_PATTERN = "^[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
-/** A lone surrogate, under the `u` flag; a well-formed pair is one code point and does not match. */
-const LONE_SURROGATE = /\p{Cs}/u;
-/** A publisher's id: a field value, but not `<digits>-<digits>`, the form of ids Herald assigns itself (Redis stream ids). */
-const ID_PATTERN = "^(?![0-9]+-[0-9]+$)[^\\r\\n\\u0000\\uD800-\\uDFFF]{1,256}$";
-
 /** A publish body after schema validation (JSON, or a form with its text fields converted). */
 export interface PublishBody {
-  topic?: string;
+  /** One topic, or several: the first is canonical, the others alternates. */
+  topic?: string | string[];
   event?: string;
   data: unknown;
   id?: string;
@@ -69,7 +77,17 @@ export const publishSchema = {
     required: ["data"],
     additionalProperties: false,
     properties: {
-      topic: { type: "string", pattern: TOPIC_PATTERN },
+      topic: {
+        anyOf: [
+          { type: "string", pattern: TOPIC_PATTERN },
+          {
+            type: "array",
+            minItems: 1,
+            maxItems: MAX_PUBLISH_TOPICS,
+            items: { type: "string", pattern: TOPIC_PATTERN },
+          },
+        ],
+      },
       event: { type: "string", pattern: FIELD_PATTERN },
       id: { type: "string", pattern: ID_PATTERN },
       retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
@@ -78,13 +96,6 @@ export const publishSchema = {
     },
   },
 } as const;
-
-const FIELD_RULES: Record<string, string> = {
-  event: "event must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate)",
-  id: "id must be 1 to 256 characters with no CR, LF or NUL, in valid Unicode (no lone UTF-16 surrogate), and not of the form <digits>-<digits>, which Herald keeps for the ids it assigns",
-  retry: "retry must be a whole number of milliseconds from 0 to 2147483647",
-  private: "private must be true or false",
-};
 
 /** Turns the first schema violation into an error that says which field is wrong and what it takes. */
 export function bodyError(errors: FastifySchemaValidationError[]): Error {
@@ -107,21 +118,6 @@ export function bodyError(errors: FastifySchemaValidationError[]): Error {
   return new InvalidEventError('The body must be a JSON object such as {"topic":"news","data":"hello"}');
 }
 
-/** Form fields an event has once; a form that repeats one (`-d data=x -d data=y`) is refused, not stored as a list. */
-const SINGLE_FIELDS = ["data", "event", "id", "retry", "private"] as const;
-
-function rejectRepeatedFields(body: Record<string, unknown> | undefined): void {
-  for (const name of SINGLE_FIELDS) {
-    const value = body?.[name];
-    if (!Array.isArray(value)) continue;
-    const advice =
-      name === "data"
-        ? "send one data field; data of several lines is one field with newlines in it (curl --data-urlencode $'data=line 1\nline 2')"
-        : `send one ${name} field`;
-    throw new InvalidEventError(`The form has ${value.length} ${name} fields: ${advice}`);
-  }
-}
-
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
 function encodeData(data: unknown): string {
   if (typeof data === "string") {
@@ -140,22 +136,35 @@ function encodeData(data: unknown): string {
   }
 }
 
+/** Form fields an event has once; a form that repeats one (`-d data=x -d data=y`) is refused, not stored as a list. */
+const SINGLE_FIELDS = ["data", "event", "id", "retry", "private"] as const;
+
+function rejectRepeatedFields(body: Record<string, unknown> | undefined): void {
+  for (const name of SINGLE_FIELDS) {
+    const value = body?.[name];
+    if (!Array.isArray(value)) continue;
+    const advice =
+      name === "data"
+        ? "send one data field; data of several lines is one field with newlines in it (curl --data-urlencode $'data=line 1\nline 2')"
+        : `send one ${name} field`;
+    throw new InvalidEventError(`The form has ${value.length} ${name} fields: ${advice}`);
+  }
+}
+
 /** A validated body as the broker takes it. */
 export function toEventInput(body: PublishBody): EventInput {
+  const topics =
+    body.topic === undefined ? [DEFAULT_TOPIC] : typeof body.topic === "string" ? [body.topic] : body.topic;
+  checkPublishTopics(topics);
   return {
-    topic: body.topic ?? DEFAULT_TOPIC,
+    topic: topics[0] as string,
+    ...(topics.length > 1 && { alternates: topics.slice(1) }),
     data: encodeData(body.data),
     ...(body.event !== undefined && { event: body.event }),
     ...(body.id !== undefined && { id: body.id }),
     ...(body.retry !== undefined && { retry: body.retry }),
     ...(body.private === true && { private: true }),
   };
-}
-
-/** Publishes are counted per token subject when there is one, else per client address. */
-function publisherKey(request: FastifyRequest): string {
-  const subject = request.publisher?.subject;
-  return subject !== undefined ? `sub:${subject}` : `ip:${clientKey(request.ip)}`;
 }
 
 /** `envelope=1` asks for every event in an envelope (see `encodeEnvelope`); absent, the plain format. */
@@ -192,6 +201,9 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       // No token is fine (public events only); a bad one is a 401 before the stream opens.
       const token = subscriber && subscriberToken(request);
       const claims = token ? await subscriber?.verify(token) : undefined;
+      if (options.anonymousSubscribers === false && claims === undefined) {
+        throw new TokenMissingError("Streaming (ANONYMOUS_SUBSCRIBERS=false)");
+      }
       const stream = streams.open(reply);
       if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
       await hub.subscribe(stream, topics, lastEventId, claims?.grant, envelope);
@@ -212,24 +224,15 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       }),
       // After the token check, so the key is a verified subject; before the body is read.
       ...(options.publishRateLimit > 0 && {
-        config: {
-          rateLimit: {
-            max: options.publishRateLimit,
-            timeWindow: 60_000,
-            hook: "preParsing" as const,
-            keyGenerator: publisherKey,
-            errorResponseBuilder: (_request: FastifyRequest, context: { max: number; after: string }) =>
-              new RateLimitedError(context.max, context.after),
-          },
-        },
+        config: publishRateLimit(options.publishRateLimit, (request) => request.publisher),
       }),
       preValidation: async (request) => {
         // Form fields are all text: let `retry=5000` and `private=true` count as what they spell.
         const body = request.body as unknown as Record<string, unknown> | undefined;
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
         if (isForm) rejectRepeatedFields(body);
-        if (typeof body?.topic === "string" && !isValidTopic(body.topic)) {
-          throw new InvalidTopicError(JSON.stringify(body.topic.slice(0, 300)));
+        for (const topic of [body?.topic].flat()) {
+          if (typeof topic === "string" && !isValidTopic(topic)) throw new InvalidTopicError(describeBadTopic(topic));
         }
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
@@ -239,9 +242,9 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
     },
     async (request, reply) => {
       const input = toEventInput(request.body);
-      if (request.publisher !== undefined && !request.publisher.grant.covers(input.topic)) {
-        throw new TopicForbiddenError("mercure.publish", JSON.stringify(input.topic));
-      }
+      const uncovered =
+        request.publisher && eventTopics(input).find((topic) => !request.publisher?.grant.covers(topic));
+      if (uncovered !== undefined) throw new TopicForbiddenError("mercure.publish", describeBadTopic(uncovered));
       if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
       const { event, duplicate } = await hub.publish(input);
       reply.code(201);
@@ -250,11 +253,12 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
   );
 }
 
-/** What a publish answers, over HTTP (`201`) and in process: the stored event's id, topic and time. */
+/** What a publish answers, over HTTP (`201`) and in process: the stored event's id, topics and time. */
 export interface PublishAnswer {
   id: string;
   topic: string;
   event?: string;
+  alternates?: readonly string[];
   private?: true;
   time: string;
   duplicate?: true;
@@ -266,6 +270,7 @@ export function publishAnswer(event: StoredEvent, duplicate: boolean): PublishAn
     id: event.id,
     topic: event.topic,
     ...(event.event !== undefined && { event: event.event }),
+    ...(event.alternates !== undefined && event.alternates.length > 0 && { alternates: event.alternates }),
     ...(event.private && { private: true }),
     time: new Date(event.time).toISOString(),
     ...(duplicate && { duplicate: true }),

@@ -10,15 +10,16 @@ function decodeHeader(value: string): string {
   return utf8.includes("\uFFFD") ? value : utf8;
 }
 
-/** The id to resume after: the Last-Event-ID header, else the `lastEventId` query parameter. */
+/** The id to resume after: the Last-Event-ID header, else the `lastEventId` (Mercure: `lastEventID`) query parameter. */
 export function resumeId(
   header: string | string[] | undefined,
   query: string | string[] | undefined,
+  queryName = "lastEventId",
 ): string | undefined {
   // The header wins: EventSource keeps the URL (and its lastEventId) on reconnect but sends
   // the newest id in Last-Event-ID.
   if (typeof header === "string" && header !== "") return decodeHeader(header);
-  return singleQueryValue("lastEventId", query) || undefined;
+  return singleQueryValue(queryName, query) || undefined;
 }
 
 /** The one value of a query parameter; a parameter given several times is a 400. */

@@ -1,3 +1,4 @@
+import cookie from "@fastify/cookie";
 import type { FastifyInstance } from "fastify";
 import { request } from "undici";
 import { buildApp } from "../../src/app.js";
@@ -49,10 +50,14 @@ export async function startPresenceApp(broker: Broker, store?: PresenceStore): P
     ...(store !== undefined && { store }),
   });
   await presence.start();
-  await app.register(subscriptionsRoutes, {
-    presence,
-    subscriber: new JwtVerifier(parseJwtKey(SECRET), { keyName: "SUBSCRIBER_JWT_KEY", role: "subscribe" }),
-    lastEventId: newestEventId(broker),
+  // In a context of its own with the cookie parser, as Herald's plugin registers them.
+  await app.register(async (routes) => {
+    await routes.register(cookie, { hook: false });
+    await routes.register(subscriptionsRoutes, {
+      presence,
+      subscriber: new JwtVerifier(parseJwtKey(SECRET), { keyName: "SUBSCRIBER_JWT_KEY", role: "subscribe" }),
+      lastEventId: newestEventId(broker),
+    });
   });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();

@@ -70,7 +70,7 @@ describe("GET /metrics", () => {
     const bad = await request(`${server.url}/events`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ topic: "no spaces", data: "x" }),
+      body: JSON.stringify({ topic: "no\nnewlines", data: "x" }),
     });
     expect(bad.statusCode).toBe(400);
     await bad.body.dump();

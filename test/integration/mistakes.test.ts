@@ -49,31 +49,17 @@ describe("unknown query parameters on stream routes", () => {
   });
 });
 
-describe("several topics in one topic= value", () => {
-  it("?topic=a,b says to repeat topic=", async () => {
-    const { status, body } = await get("/events?topic=a,b");
-    expect(status).toBe(400);
-    expect(body.code).toBe("HERALD_INVALID_TOPIC");
-    expect(body.message).toContain('Invalid topic "a,b" (for several topics, repeat topic=: ?topic=a&topic=b)');
-  });
-
-  it("a bad name without a comma gets no such hint", async () => {
-    const { body } = await get("/events?topic=a%20b");
-    expect(body.message).not.toContain("repeat topic=");
-  });
-});
-
 describe("publish mistakes", () => {
   it("a bad topic is named in the error, as on streams", async () => {
     for (const [body, type] of [
-      ['{"topic":"orders 42","data":1}', "application/json"],
-      ["topic=orders%2042&data=1", "application/x-www-form-urlencoded"],
+      ['{"topic":"orders\\n42","data":1}', "application/json"],
+      ["topic=orders%0A42&data=1", "application/x-www-form-urlencoded"],
     ] as const) {
       const res = await injectPublish(app, body, { type });
       expect(res.statusCode).toBe(400);
       expect(res.json()).toMatchObject({
         code: "HERALD_INVALID_TOPIC",
-        message: expect.stringMatching(/^Invalid topic "orders 42": /),
+        message: expect.stringMatching(/^Invalid topic "orders\\n42": /),
       });
     }
   });

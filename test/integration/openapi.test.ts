@@ -57,7 +57,9 @@ describe("GET /openapi.json", () => {
   });
 
   it("names every error code Herald has, and describes the publish body from the route's own schema", async () => {
-    app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent" });
+    // Every route on: the subscriptions API too.
+    const key = "a-test-secret-that-is-32-bytes-long!";
+    app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent", subscriberJwtKey: key, subscriptions: true });
     const text = (await app.inject({ method: "GET", url: "/openapi.json" })).body;
     type AnyHeraldError = new (...args: string[]) => { code: string };
     for (const error of ERRORS as unknown as AnyHeraldError[]) expect(text).toContain(new error("x", "y").code);

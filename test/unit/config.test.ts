@@ -45,6 +45,8 @@ describe("loadConfig", () => {
       tlsCertFile: undefined,
       tlsKeyFile: undefined,
       subscriptions: false,
+      anonymousSubscribers: true,
+      publishOrigins: [],
     });
     expect(loadConfig({})).toEqual(DEFAULT_CONFIG);
   });
@@ -82,6 +84,8 @@ describe("loadConfig", () => {
         TLS_CERT_FILE: "/etc/herald/cert.pem",
         TLS_KEY_FILE: "/etc/herald/key.pem",
         SUBSCRIPTIONS: "true",
+        ANONYMOUS_SUBSCRIBERS: "false",
+        PUBLISH_ORIGINS: "https://app.example, http://localhost:8000",
       }),
     ).toEqual({
       port: 8080,
@@ -116,7 +120,13 @@ describe("loadConfig", () => {
       tlsCertFile: "/etc/herald/cert.pem",
       tlsKeyFile: "/etc/herald/key.pem",
       subscriptions: true,
+      anonymousSubscribers: false,
+      publishOrigins: ["https://app.example", "http://localhost:8000"],
     });
+    expect(loadConfig({ PUBLISH_ORIGINS: "*" }).publishOrigins).toBe("*");
+    expect(() => loadConfig({ ANONYMOUS_SUBSCRIBERS: "false" })).toThrow(
+      "ANONYMOUS_SUBSCRIBERS=false needs SUBSCRIBER_JWT_KEY",
+    );
     expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
   });
 
@@ -147,6 +157,8 @@ describe("loadConfig", () => {
     ["MAX_EVENT_BYTES", "100", "from 256 to"],
     ["TRUST_PROXY", "proxy.local", "use false, a number of proxy hops, or a comma-separated list"],
     ["TRUST_PROXY", "true", "would let any client choose its own address with X-Forwarded-For"],
+    ["ANONYMOUS_SUBSCRIBERS", "no", "use true or false"],
+    ["PUBLISH_ORIGINS", "app.example", "use * or a comma-separated list of origins"],
   ])("refuses %s=%s, saying what it accepts", (name, value, accepts) => {
     const load = () => loadConfig({ [name]: value });
     expect(load).toThrow(ConfigError);
