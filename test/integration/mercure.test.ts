@@ -548,3 +548,24 @@ describe("CORS on the hub", () => {
     expect(star.headers["access-control-allow-credentials"]).toBeUndefined();
   });
 });
+
+describe("Mercure presence in the service (SUBSCRIPTIONS=true)", () => {
+  it("announces a subscriber's connect and leave to a watcher of the subscriptions topic, and lists it", async () => {
+    await start({ subscriptions: true });
+    const watcherToken = await bearer({ subscribe: ["/.well-known/mercure/subscriptions{/topic}{/subscriber}"] });
+    const watcher = await subscribe(["/.well-known/mercure/subscriptions{/topic}{/subscriber}"], watcherToken);
+    const reader = await subscribe(["https://example.com/books/1"]);
+    await watcher.until("an active: true update", (s) => s.events.some((e) => e.data.includes('"active": true')));
+    const joined = JSON.parse(watcher.events[0]?.data ?? "{}");
+    expect(joined).toMatchObject({ type: "Subscription", topic: "https://example.com/books/1", active: true });
+    const list = await request(`${server.url}${HUB}/subscriptions`, {
+      headers: await bearer({ subscribe: ["*"] }),
+    });
+    expect(list.statusCode).toBe(200);
+    const body = (await list.body.json()) as { subscriptions: { topic: string }[] };
+    expect(body.subscriptions.map((s) => s.topic)).toContain("https://example.com/books/1");
+    reader.close();
+    await watcher.until("an active: false update", (s) => s.events.some((e) => e.data.includes('"active": false')));
+    watcher.close();
+  });
+});

@@ -30,17 +30,19 @@ describe("streams the server ends", () => {
   it("take no more writes once ended at token expiry, even when the client never reads the end", async () => {
     server = await startServer({ subscriberJwtKey: SECRET, heartbeatMs: 20, maxSubscriberBufferBytes: 64 * 1_048_576 });
     // A fractional exp, which JWTs allow: the stream must still end.
-    const token = await hs256({ subscribe: ["*"], expiresInS: 2.5 });
+    // Long enough for a loaded machine to build the backlog first; fractional all the same.
+    const token = await hs256({ subscribe: ["*"], expiresInS: 6.5 });
     const stalled = await stalledRequest(server.url, "/events?topic=t", token);
     const idle = await openStream(`${server.url}/events?topic=idle`);
     await waitFor("both streams to open", async () => (await stats()).connections === 2);
     // A backlog the client never reads, so the end the server writes at expiry cannot complete.
     const chunk = "x".repeat(32 * 1024);
-    for (let i = 0; i < 1_000 && (await stats()).bufferedBytes < 1_048_576; i++) {
-      await server.publish({ topic: "t", data: chunk });
+    // In rounds of publishes sent together: one at a time, a loaded machine would reach the expiry first.
+    for (let round = 0; round < 20 && (await stats()).bufferedBytes < 1_048_576; round++) {
+      await Promise.all(Array.from({ length: 16 }, () => server.publish({ topic: "t", data: chunk })));
     }
     expect((await stats()).bufferedBytes).toBeGreaterThanOrEqual(1_048_576);
-    await waitFor("the expired stream to be released", async () => (await stats()).connections === 1, 5_000);
+    await waitFor("the expired stream to be released", async () => (await stats()).connections === 1, 10_000);
     // Events and heartbeats after the end must not be written to it (a write after end would crash the process).
     for (let i = 0; i < 10; i++) await server.publish({ topic: "t", data: `${i}` });
     await idle.until("several heartbeats", (s) => s.comments.length >= 5);
