@@ -178,7 +178,7 @@ describe("logs", () => {
 
   it("are pretty by default on a terminal", async () => {
     // `script` gives the process a pseudo-terminal as its stdout, as a shell does.
-    const child = spawn("script", ["-qefc", `${process.execPath} ${MAIN}`, "/dev/null"], {
+    const child = spawn("script", ["-qefc", `exec ${process.execPath} ${MAIN}`, "/dev/null"], {
       cwd: mkdtempSync(join(tmpdir(), "herald-tty-")),
       env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", PORT: "0", TERM: "dumb" },
     });
@@ -191,6 +191,9 @@ describe("logs", () => {
       expect(out).toMatch(/\] .*INFO.*: .*Herald \S+ listening at http:\/\/127\.0\.0\.1:\d+/);
       expect(out).not.toContain('"level"');
     } finally {
+      // Herald runs in the terminal `script` made, in a session of its own: killing `script` alone
+      // would leave it behind, writing to a terminal nobody reads. Kill it first.
+      spawnSync("pkill", ["-KILL", "-P", String(child.pid)]);
       child.kill("SIGKILL");
     }
   });
