@@ -16,7 +16,7 @@ async function openSources(page: Page): Promise<void> {
     const state = { open: 0, received: 0, sources: [] as EventSource[] };
     (globalThis as unknown as { sse: typeof state }).sse = state;
     for (let i = 0; i < count; i++) {
-      const source = new EventSource(`/events?topic=wall&n=${i}`);
+      const source = new EventSource(`/events?topic=wall&topic=wall-${i}`);
       source.onopen = () => state.open++;
       source.onmessage = () => state.received++;
       state.sources.push(source);
