@@ -75,8 +75,8 @@ export type TopicSelection = readonly string[] | "*";
  *   event is only acknowledged once it is in history.
  * - A publisher-supplied id is unique within history: re-publishing it with the same content
  *   returns the stored event with `duplicate: true`; with different content it throws
- *   `IdConflictError`. Durable and single-node engines also remember the last
- *   `retiredIdCapacity(historySize)` ids that left history and refuse them with `IdRetiredError`,
+ *   `IdConflictError`. Every engine also remembers the last
+ *   `retiredIdCapacity(historySize)` ids that left history and refuses them with `IdRetiredError`,
  *   so a Last-Event-ID never resolves to a later event than the one the client saw.
  * - Callers validate input first (topic names, field characters); the broker does not.
  * - When its storage is unreachable, `publish`, `locate` and `read` reject with `BrokerUnavailableError`
@@ -91,6 +91,15 @@ export type TopicSelection = readonly string[] | "*";
 export interface Broker {
   /** Appends to history, assigns the id unless one is given, and fans out to listeners. */
   publish(input: EventInput): Promise<PublishResult>;
+  /**
+   * Publishes `inputs` as one unit, in one round trip to the storage: all are stored or none (an
+   * id conflict or a retired id in any item rejects the whole batch, the error's `index` naming
+   * the item), adjacent in history (no other publish comes between them) and in their order, and
+   * they reach listeners in the same turn of the event loop. Ids work per item as in `publish`:
+   * an item that repeats a stored event (or an earlier item of the batch) is a duplicate. Answers
+   * one result per input, in order.
+   */
+  publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]>;
   /**
    * `onEvent` receives every event published after the returned promise resolves, in order.
    * `onGap` is called when the engine finds that the live feed missed events: continuity is lost,
@@ -112,6 +121,11 @@ export interface Broker {
   /** Whether the broker can take work right now. */
   status(): BrokerStatus;
   close(): Promise<void>;
+}
+
+/** Marks `err` as caused by the batch item at `index` (see `Broker.publishBatch`). */
+export function atItem<E extends Error>(err: E, index: number): E & { index: number } {
+  return Object.assign(err, { index });
 }
 
 /** Engines remember at least this many ids that left history (see `retiredIdCapacity`). */

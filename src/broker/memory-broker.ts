@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { IdConflictError, IdRetiredError } from "../errors.js";
 import {
+  atItem,
   BEFORE_FIRST_POS,
   type Broker,
   type BrokerStatus,
@@ -54,30 +55,59 @@ export class MemoryBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
+    return (await this.publishBatch([input]))[0] as PublishResult;
+  }
+
+  async publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
     this.#expire();
-    if (input.id !== undefined) {
-      const seq = this.#seqById.get(input.id);
-      if (seq !== undefined) {
-        const stored = this.#at(seq);
-        if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id));
-        return { event: stored, duplicate: true };
+    // Every item is checked before any is stored (all or nothing), and what each repeats is
+    // noted then: storing the batch may evict the very event an item repeats.
+    const repeats: (StoredEvent | number | undefined)[] = [];
+    const firstOfBatch = new Map<string, number>();
+    for (const [index, input] of inputs.entries()) {
+      if (input.id === undefined) {
+        repeats.push(undefined);
+        continue;
       }
-      if (this.#retired.has(input.id)) throw new IdRetiredError(JSON.stringify(input.id));
+      const seq = this.#seqById.get(input.id);
+      const earlier = firstOfBatch.get(input.id);
+      const stored = seq !== undefined ? this.#at(seq) : earlier !== undefined ? inputs[earlier] : undefined;
+      if (stored !== undefined && !sameContent(stored, input)) {
+        throw atItem(new IdConflictError(JSON.stringify(input.id)), index);
+      }
+      if (stored === undefined && this.#retired.has(input.id)) {
+        throw atItem(new IdRetiredError(JSON.stringify(input.id)), index);
+      }
+      repeats.push(seq !== undefined ? this.#at(seq) : earlier);
+      if (stored === undefined) firstOfBatch.set(input.id, index);
     }
+    const results: PublishResult[] = [];
+    for (const [index, input] of inputs.entries()) {
+      const repeat = repeats[index];
+      if (repeat === undefined) results.push({ event: this.#append(input, firstOfBatch), duplicate: false });
+      else if (typeof repeat === "number")
+        results.push({ event: (results[repeat] as PublishResult).event, duplicate: true });
+      else results.push({ event: repeat, duplicate: true });
+    }
+    for (const { event, duplicate } of results) if (!duplicate) this.#listeners.emit(event);
+    return results;
+  }
+
+  /** Stores one checked input under its id, or under a new one that none of `batchIds` takes. */
+  #append(input: EventInput, batchIds: ReadonlyMap<string, number>): StoredEvent {
     const seq = ++this.#seq;
     let id = input.id;
     if (id === undefined) {
       id = `${this.#run}-${seq}`;
       // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
-      while (this.#seqById.has(id) || this.#retired.has(id))
+      while (this.#seqById.has(id) || this.#retired.has(id) || batchIds.has(id))
         id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
     if (seq - this.#oldest >= this.#size) this.#evictOldest();
     const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
     this.#ring[seq % this.#size] = event;
     this.#seqById.set(id, seq);
-    this.#listeners.emit(event);
-    return { event, duplicate: false };
+    return event;
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {

@@ -1,8 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import { Redis, type RedisOptions } from "ioredis";
-import { BrokerUnavailableError, IdConflictError, InvalidEventError, PublishOutcomeUnknownError } from "../errors.js";
 import {
+  BrokerUnavailableError,
+  IdConflictError,
+  IdRetiredError,
+  InvalidEventError,
+  PublishOutcomeUnknownError,
+} from "../errors.js";
+import {
+  atItem,
   BEFORE_FIRST_POS,
   type Broker,
   type BrokerStatus,
@@ -10,8 +17,8 @@ import {
   type EventInput,
   type Location,
   type PublishResult,
+  retiredIdCapacity,
   type StoredEvent,
-  sameContent,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
 
@@ -60,43 +67,98 @@ const PAGE = 500;
 const STREAM_ID = /^\d+-\d+$/;
 
 /**
- * Appends one event atomically: the idempotency check for its key (the publisher's id, or one
- * Herald drew for a publish without id), a sequence number `n` (one more than the previous
- * event's, so a reader can tell that it missed some), XADD with trimming by size and age, and
- * forgetting keys whose events have left the stream (a bounded number per call, so the key map
- * stays as small as history). Returns {"new", id} or {"dup", id, fields}.
+ * Appends a batch of events atomically (a single event is a batch of one). First, for every item:
+ * the idempotency check for its key (the publisher's id, or one Herald drew for a publish without
+ * id), against history and the batch's earlier items, and the check that the key has not left
+ * history (a key still mapped to a trimmed entry, or one in the retired set). Any refusal answers
+ * {"conflict"|"retired", index} before anything is written. Then each new item gets a sequence
+ * number `n` (one more than the previous event's, so that a reader can tell it missed some) and
+ * is XADDed, trimming by size and age. Last, keys whose events have left the stream are forgotten
+ * (a bounded number per call, so the key map stays as small as history) and go to the retired
+ * set, which keeps the newest `capacity`. Answers {"ok", item...}, each item {"new", id},
+ * {"dup", id, fields} or {"same", index of the batch's earlier item}.
  */
 const PUBLISH_SCRIPT = `
-local stream, keys, keytimes, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local pid, topic, event, data, retry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local maxlen, ttl, private, alternates, key = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]
+local stream, keys, keytimes, seq, retired = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = (#ARGV - 3) / 8
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
 end
-local sid = redis.call('HGET', keys, key)
-if sid then
-  local found = redis.call('XRANGE', stream, sid, sid)
-  if #found > 0 then return {'dup', sid, found[1][2]} end
+-- Item i's arguments are ARGV[b + 1 .. b + 8]: pid, topic, event, data, retry, private, alternates, key.
+local function base(i) return 3 + (i - 1) * 8 end
+local function sameStored(fields, b)
+  local f = {}
+  for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
+  local a = f['a'] or ''
+  if a == '[]' then a = '' end
+  return f['t'] == ARGV[b + 2] and (f['e'] or '') == ARGV[b + 3] and f['d'] == ARGV[b + 4]
+    and (f['r'] or '') == ARGV[b + 5] and (f['x'] or '') == ARGV[b + 6] and a == ARGV[b + 7]
 end
-local fields = {'t', topic, 'd', data, 'n', redis.call('INCR', seq)}
-if event ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = event end
-if retry ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = retry end
-if pid ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = pid end
-if private == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
-if alternates ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = alternates end
-sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
-redis.call('HSET', keys, key, sid)
-redis.call('ZADD', keytimes, tonumber(string.match(sid, '^(%d+)')), key)
+local function sameItems(a, b)
+  for j = 2, 7 do if ARGV[a + j] ~= ARGV[b + j] then return false end end
+  return true
+end
+local plan, firstNew = {}, {}
+for i = 1, n do
+  local b = base(i)
+  local key = ARGV[b + 8]
+  local earlier = firstNew[key]
+  if earlier then
+    if not sameItems(base(earlier), b) then return {'conflict', i - 1} end
+    plan[i] = earlier
+  else
+    local sid = redis.call('HGET', keys, key)
+    local found = sid and redis.call('XRANGE', stream, sid, sid)
+    if found and #found > 0 then
+      if not sameStored(found[1][2], b) then return {'conflict', i - 1} end
+      plan[i] = {'dup', sid, found[1][2]}
+    elseif sid or redis.call('ZSCORE', retired, key) then
+      return {'retired', i - 1}
+    else
+      plan[i] = false
+      firstNew[key] = i
+    end
+  end
+end
+local out = {'ok'}
+for i = 1, n do
+  local b, p = base(i), plan[i]
+  if p == false then
+    local fields = {'t', ARGV[b + 2], 'd', ARGV[b + 4], 'n', redis.call('INCR', seq)}
+    if ARGV[b + 3] ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = ARGV[b + 3] end
+    if ARGV[b + 5] ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = ARGV[b + 5] end
+    if ARGV[b + 1] ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = ARGV[b + 1] end
+    if ARGV[b + 6] == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
+    if ARGV[b + 7] ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = ARGV[b + 7] end
+    local sid = redis.call('XADD', stream, 'MAXLEN', maxlen, '*', unpack(fields))
+    redis.call('HSET', keys, ARGV[b + 8], sid)
+    redis.call('ZADD', keytimes, tonumber(string.match(sid, '^(%d+)')), ARGV[b + 8])
+    out[i + 1] = {'new', sid}
+  elseif type(p) == 'number' then
+    out[i + 1] = {'same', p - 1}
+  else
+    out[i + 1] = p
+  end
+end
 local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local below = '+inf'
 if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
-local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'LIMIT', 0, 100)
+local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'WITHSCORES', 'LIMIT', 0, 100 + 2 * n)
 if #gone > 0 then
-  redis.call('HDEL', keys, unpack(gone))
-  redis.call('ZREM', keytimes, unpack(gone))
+  local names, scored = {}, {}
+  for j = 1, #gone, 2 do
+    names[#names + 1] = gone[j]
+    scored[#scored + 1] = gone[j + 1]
+    scored[#scored + 1] = gone[j]
+  end
+  redis.call('HDEL', keys, unpack(names))
+  redis.call('ZREM', keytimes, unpack(names))
+  redis.call('ZADD', retired, unpack(scored))
+  redis.call('ZREMRANGEBYRANK', retired, 0, -(capacity + 1))
 end
-return {'new', sid}
+return out
 `;
 
 /** Drops entries older than the age limit, by Redis's clock, which also stamped their ids. */
@@ -106,12 +168,15 @@ return redis.call('XTRIM', KEYS[1], 'MINID', tonumber(now[1]) * 1000 + math.floo
 `;
 
 type Fields = string[];
-/** The stream, the key → stream id map, its index by time, and the sequence counter. */
-type Keys = [stream: string, keys: string, keyTimes: string, seq: string];
+/** The stream, the key → stream id map, its index by time, the sequence counter, and the keys that left history. */
+type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string];
 type Entry = [id: string, fields: Fields];
+/** What `PUBLISH_SCRIPT` answers for one item of a batch. */
+type ItemReply = ["new", string] | ["dup", string, Fields] | ["same", number];
+type PublishReply = ["ok", ...ItemReply[]] | ["conflict" | "retired", number];
 
 interface PublishCommand {
-  heraldPublish(keys: Keys, ...args: (string | number)[]): Promise<[string, string, Fields?]>;
+  heraldPublish(keys: Keys, ...args: (string | number)[]): Promise<PublishReply>;
   heraldTrimByAge(key: string, ttlMs: number): Promise<number>;
 }
 
@@ -166,15 +231,21 @@ function unavailable(err: unknown): Error {
 }
 
 /** A written command that failed without an answer: nobody knows whether Redis ran it. */
-function outcomeUnknown(err: unknown, key: string): Error {
+function outcomeUnknown(err: unknown, keys: readonly string[]): Error {
   const message = (err as Error).message;
   if ((err as Error).name === "ReplyError" || NOT_SENT.some((m) => message.startsWith(m))) return unavailable(err);
-  const error = new PublishOutcomeUnknownError(
-    "The connection to Redis failed after the event was sent",
-    JSON.stringify(key),
-    { cause: err },
-  );
-  return Object.assign(error, { publishId: key });
+  return unknownOutcome("The connection to Redis failed after the event was sent", keys, { cause: err });
+}
+
+/**
+ * A publish that may or may not be stored, naming the ids its retry must carry: `publishId` for
+ * a single event, `publishIds` (in order) for a batch.
+ */
+function unknownOutcome(reason: string, keys: readonly string[], options?: { cause: unknown }): Error {
+  const error = new PublishOutcomeUnknownError(reason, JSON.stringify(keys[0]), options);
+  if (keys.length === 1) return Object.assign(error, { publishId: keys[0] });
+  error.message = `${reason}: the events may or may not have been stored. Retry the batch with the same ids (this answer's ids field, in order): each is then stored exactly once`;
+  return Object.assign(error, { publishIds: keys });
 }
 
 /** Short words for a connection failure, for the one log line an outage gets. */
@@ -202,6 +273,7 @@ export class RedisBroker implements Broker {
   readonly #reader: Redis;
   readonly #keys: Keys;
   readonly #historySize: number;
+  readonly #retiredCapacity: number;
   readonly #ttlMs: number;
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
@@ -251,11 +323,12 @@ export class RedisBroker implements Broker {
     this.#silenceMs = COMMAND_TIMEOUT_MS + waitMs;
     this.#commands = connect({}) as Redis & PublishCommand;
     this.#reader = connect({});
-    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 4, lua: PUBLISH_SCRIPT });
+    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 5, lua: PUBLISH_SCRIPT });
     this.#commands.defineCommand("heraldTrimByAge", { numberOfKeys: 1, lua: TRIM_BY_AGE_SCRIPT });
     const p = options.prefix;
-    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`];
+    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`];
     this.#historySize = options.historySize;
+    this.#retiredCapacity = retiredIdCapacity(options.historySize);
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#log = options.log;
     this.#target =
@@ -292,31 +365,40 @@ export class RedisBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
-    if (input.id !== undefined && STREAM_ID.test(input.id)) {
-      // Redis may assign this very id to a later event: it cannot belong to a publisher.
-      throw new InvalidEventError(
-        "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
+    return (await this.publishBatch([input]))[0] as PublishResult;
+  }
+
+  async publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
+    const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity];
+    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with them.
+    const keys = inputs.map((input, index) => {
+      if (input.id !== undefined && STREAM_ID.test(input.id)) {
+        // Redis may assign this very id to a later event: it cannot belong to a publisher.
+        throw atItem(
+          new InvalidEventError(
+            "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
+          ),
+          index,
+        );
+      }
+      const key = input.id ?? randomUUID();
+      args.push(
+        input.id ?? "",
+        input.topic,
+        input.event ?? "",
+        input.data,
+        input.retry === undefined ? "" : String(input.retry),
+        input.private ? "1" : "",
+        input.alternates?.length ? JSON.stringify(input.alternates) : "",
+        key,
       );
-    }
-    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with it.
-    const key = input.id ?? randomUUID();
-    const publishing = this.#commands.heraldPublish(
-      this.#keys,
-      input.id ?? "",
-      input.topic,
-      input.event ?? "",
-      input.data,
-      input.retry === undefined ? "" : String(input.retry),
-      this.#historySize,
-      this.#ttlMs,
-      input.private ? "1" : "",
-      input.alternates === undefined ? "" : JSON.stringify(input.alternates),
-      key,
-    );
+      return key;
+    });
+    const publishing = this.#commands.heraldPublish(this.#keys, ...args);
     // Sent right behind the script on the same connection: WAIT counts the replicas that hold it.
     const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
     waiting?.catch(() => {});
-    let reply: [string, string, Fields?];
+    let reply: PublishReply;
     let replicas: number | undefined;
     try {
       reply = await publishing;
@@ -324,28 +406,33 @@ export class RedisBroker implements Broker {
       replicas = await waiting;
       this.#answeredAt = Date.now();
     } catch (err) {
-      throw outcomeUnknown(err, key);
+      throw outcomeUnknown(err, keys);
     }
-    const [kind, sid, fields] = reply;
-    let result: PublishResult;
-    if (kind === "new") {
-      result = {
-        event: { ...input, id: input.id ?? sid, time: Number(sid.split("-")[0]), pos: sidPos(sid) },
-        duplicate: false,
-      };
-    } else {
-      const stored = toStored(sid, fields ?? []);
-      if (!sameContent(stored, input)) throw new IdConflictError(JSON.stringify(input.id ?? key));
-      result = { event: stored, duplicate: true };
+    if (reply[0] !== "ok") {
+      const index = reply[1] as number;
+      const id = JSON.stringify(keys[index]);
+      throw atItem(reply[0] === "conflict" ? new IdConflictError(id) : new IdRetiredError(id), index);
+    }
+    const results: PublishResult[] = [];
+    for (const [index, item] of (reply.slice(1) as ItemReply[]).entries()) {
+      const input = inputs[index] as EventInput;
+      if (item[0] === "new") {
+        const sid = item[1];
+        const event = { ...input, id: input.id ?? sid, time: Number(sid.split("-")[0]), pos: sidPos(sid) };
+        results.push({ event, duplicate: false });
+      } else if (item[0] === "dup") {
+        results.push({ event: toStored(item[1], item[2]), duplicate: true });
+      } else {
+        results.push({ event: (results[item[1]] as PublishResult).event, duplicate: true });
+      }
     }
     if (replicas !== undefined && replicas < this.#waitReplicas) {
-      const error = new PublishOutcomeUnknownError(
+      throw unknownOutcome(
         `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the event within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
-        JSON.stringify(key),
+        keys,
       );
-      throw Object.assign(error, { publishId: key });
     }
-    return result;
+    return results;
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void, onGap?: () => void): Promise<() => Promise<void>> {

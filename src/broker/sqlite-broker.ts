@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { SHUTDOWN_GRACE_MS } from "../config.js";
 import { BrokerUnavailableError, IdConflictError, IdRetiredError } from "../errors.js";
 import {
+  atItem,
   BEFORE_FIRST_POS,
   type Broker,
   type BrokerStatus,
@@ -77,9 +78,10 @@ interface EventRow {
   time: number;
 }
 
+/** One publish call waiting for the next commit: a batch, or a single event as a batch of one. */
 interface Pending {
-  input: EventInput;
-  resolve: (result: PublishResult) => void;
+  inputs: readonly EventInput[];
+  resolve: (results: PublishResult[]) => void;
   reject: (err: unknown) => void;
 }
 
@@ -132,6 +134,8 @@ export class SqliteBroker implements Broker {
   readonly #run: string;
   readonly #listeners = new Listeners();
   readonly #statements;
+  /** Inserts a batch in a savepoint of the transaction under way: all its items, or none. */
+  readonly #insertBatch: (inputs: readonly EventInput[]) => PublishResult[];
   #seq: number;
   #queue: Pending[] = [];
   #commitScheduled = false;
@@ -180,6 +184,9 @@ export class SqliteBroker implements Broker {
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
       page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
     };
+    this.#insertBatch = db.transaction((inputs: readonly EventInput[]) =>
+      inputs.map((input, index) => this.#insert(input, index)),
+    );
   }
 
   /**
@@ -205,9 +212,13 @@ export class SqliteBroker implements Broker {
     }
   }
 
-  publish(input: EventInput): Promise<PublishResult> {
+  async publish(input: EventInput): Promise<PublishResult> {
+    return (await this.publishBatch([input]))[0] as PublishResult;
+  }
+
+  publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ input, resolve, reject });
+      this.#queue.push({ inputs, resolve, reject });
       if (this.#commitScheduled) return;
       this.#commitScheduled = true;
       setImmediate(() => this.#commit());
@@ -251,17 +262,29 @@ export class SqliteBroker implements Broker {
     this.#db.close();
   }
 
-  /** Writes every queued publish in one transaction, then answers each and fans out in id order. */
+  /**
+   * Writes every queued publish in one transaction (each batch in a savepoint of its own, so that
+   * a refused batch leaves the others alone), then answers each and fans out in id order.
+   */
   #commit(): void {
-    const batch = this.#queue;
+    const queue = this.#queue;
     this.#queue = [];
     this.#commitScheduled = false;
-    if (batch.length === 0) return;
+    if (queue.length === 0) return;
     const seqBefore = this.#seq;
-    const outcomes: (PublishResult | Error)[] = [];
+    const outcomes: (PublishResult[] | Error)[] = [];
     try {
       this.#db.transaction(() => {
-        for (const { input } of batch) outcomes.push(this.#insert(input));
+        for (const { inputs } of queue) {
+          const seqBeforeBatch = this.#seq;
+          try {
+            outcomes.push(this.#insertBatch(inputs));
+          } catch (err) {
+            if (!(err instanceof IdConflictError || err instanceof IdRetiredError)) throw err;
+            this.#seq = seqBeforeBatch;
+            outcomes.push(err);
+          }
+        }
         this.#statements.saveSeq.run(String(this.#seq));
         this.#trimThrough(this.#seq - this.#historySize);
         this.#trimByAge();
@@ -269,30 +292,32 @@ export class SqliteBroker implements Broker {
     } catch (err) {
       this.#seq = seqBefore;
       const unavailable = new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
-      for (const { reject } of batch) reject(unavailable);
+      for (const { reject } of queue) reject(unavailable);
       return;
     }
-    for (const [i, { resolve, reject }] of batch.entries()) {
-      const outcome = outcomes[i] as PublishResult | Error;
+    for (const [i, { resolve, reject }] of queue.entries()) {
+      const outcome = outcomes[i] as PublishResult[] | Error;
       if (outcome instanceof Error) {
         reject(outcome);
         continue;
       }
-      if (!outcome.duplicate) this.#listeners.emit(outcome.event);
+      for (const { event, duplicate } of outcome) if (!duplicate) this.#listeners.emit(event);
       resolve(outcome);
     }
   }
 
-  #insert(input: EventInput): PublishResult | Error {
+  /** Inserts one item of a batch, or answers the event stored under its id; throws when the id cannot be used. */
+  #insert(input: EventInput, index: number): PublishResult {
     if (input.id !== undefined) {
       const existing = this.#statements.byId.get(input.id);
       if (existing !== undefined) {
         const stored = toStored(existing);
-        return sameContent(stored, input)
-          ? { event: stored, duplicate: true }
-          : new IdConflictError(JSON.stringify(input.id));
+        if (!sameContent(stored, input)) throw atItem(new IdConflictError(JSON.stringify(input.id)), index);
+        return { event: stored, duplicate: true };
       }
-      if (this.#statements.isRetired.get(input.id) !== undefined) return new IdRetiredError(JSON.stringify(input.id));
+      if (this.#statements.isRetired.get(input.id) !== undefined) {
+        throw atItem(new IdRetiredError(JSON.stringify(input.id)), index);
+      }
     }
     const seq = ++this.#seq;
     let id = input.id ?? `${this.#run}-${seq}`;

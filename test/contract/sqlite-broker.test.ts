@@ -9,9 +9,7 @@ import { describeBrokerContract } from "./broker-contract.js";
 
 const freshPath = () => join(mkdtempSync(join(tmpdir(), "herald-sqlite-")), "herald.db");
 
-describeBrokerContract("SqliteBroker", async (options) => SqliteBroker.open({ ...options, path: freshPath() }), {
-  retiresIds: true,
-});
+describeBrokerContract("SqliteBroker", async (options) => SqliteBroker.open({ ...options, path: freshPath() }));
 
 it("SqliteBroker never hands out an id twice across a restart, even after age trimming emptied history", async () => {
   const path = freshPath();
