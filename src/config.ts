@@ -11,7 +11,10 @@ export interface Config {
   tickMs: number;
   /** `*`, or the exact origins allowed to call Herald from a browser. */
   corsOrigin: "*" | string[];
+  /** The largest publish body, one event or a batch. */
   maxBodyBytes: number;
+  /** The most events one `POST /events` batch may hold. */
+  maxBatchEvents: number;
   maxSubscriberBufferBytes: number;
   /** The most bytes one event may take on the wire, encoded; at most a quarter of `maxSubscriberBufferBytes`. */
   maxEventBytes: number;
@@ -84,7 +87,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   historySize: 10_000,
   tickMs: 1_000,
   corsOrigin: "*",
-  maxBodyBytes: 65_536,
+  maxBodyBytes: 1_048_576,
+  maxBatchEvents: 1_000,
   maxSubscriberBufferBytes: 1_048_576,
   maxEventBytes: 262_144,
   replayDrainTimeoutMs: 10_000,
@@ -350,6 +354,7 @@ export function loadConfig(env: Env): Config {
     tickMs: integer(env, "TICK_MS", d.tickMs, 100, 60_000),
     corsOrigin: corsOrigin(env),
     maxBodyBytes: integer(env, "MAX_BODY_BYTES", d.maxBodyBytes, 64, 100 * 1_048_576),
+    maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", d.maxBatchEvents, 1, 100_000),
     maxSubscriberBufferBytes: integer(
       env,
       "MAX_SUBSCRIBER_BUFFER_BYTES",

@@ -23,6 +23,21 @@ const ERROR_SCHEMA: Record<string, unknown> = {
   },
 };
 
+/** What a publish answers for one event. */
+const PUBLISH_RESULT = {
+  type: "object",
+  required: ["id", "topic", "time"],
+  properties: {
+    id: { type: "string" },
+    topic: { type: "string" },
+    event: { type: "string" },
+    alternates: { type: "array", items: { type: "string" } },
+    private: { type: "boolean" },
+    time: { type: "string", format: "date-time" },
+    duplicate: { type: "boolean" },
+  },
+};
+
 const STREAM = {
   description: "A `text/event-stream` that stays open: a `retry:` line, then events (and `:` heartbeats).",
   content: { "text/event-stream": { schema: { type: "string" } } },
@@ -76,26 +91,15 @@ export const ROUTE_DOCS: Record<string, RouteDoc> = {
     },
   },
   "POST /events": {
-    summary: "Publish an event",
+    summary: "Publish an event, or a batch of events",
     description:
-      "JSON or a form. Herald assigns an ordered id unless one is given; the same id with the same content is an idempotent retry (`duplicate: true`).",
+      "JSON or a form. Herald assigns an ordered id unless one is given; the same id with the same content is an idempotent retry (`duplicate: true`). A JSON array of 1 to `MAX_BATCH_EVENTS` events is a batch: all are stored, adjacent and in order, or none is (an error names the item, `item <index>: ...`), and the answer is an array of results in the same order.",
     responses: {
       201: {
-        description: "Stored, and on its way to every subscriber.",
+        description: "Stored, and on its way to every subscriber: one result, or one per event of a batch.",
         content: {
           "application/json": {
-            schema: {
-              type: "object",
-              required: ["id", "topic", "time"],
-              properties: {
-                id: { type: "string" },
-                topic: { type: "string" },
-                event: { type: "string" },
-                private: { type: "boolean" },
-                time: { type: "string", format: "date-time" },
-                duplicate: { type: "boolean" },
-              },
-            },
+            schema: { anyOf: [PUBLISH_RESULT, { type: "array", items: PUBLISH_RESULT }] },
           },
         },
       },

@@ -11,7 +11,7 @@ import type { FastifyError, FastifyInstance, FastifySchemaValidationError } from
 import fp from "fastify-plugin";
 import { JwtVerifier, parseJwtKey } from "./auth/jwt-verifier.js";
 import { TokenExpiry } from "./auth/token-expiry.js";
-import type { Broker } from "./broker/broker.js";
+import type { Broker, EventInput } from "./broker/broker.js";
 import { createBroker } from "./broker/create-broker.js";
 import { type BrokerKind, type Config, ConfigError, DEFAULT_CONFIG, loadConfig } from "./config.js";
 import {
@@ -30,12 +30,12 @@ import { subscriptionsRoutes } from "./mercure/subscriptions-routes.js";
 import { openapiRoutes } from "./openapi.js";
 import {
   bodyError,
+  eventSchema,
   eventsRoutes,
   type PublishAnswer,
   type PublishBody,
   publishAnswer,
-  publishSchema,
-  toEventInput,
+  toEventInputs,
 } from "./routes/events.js";
 import { healthRoutes } from "./routes/health.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -245,26 +245,26 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
     })();
     return closing;
   };
-  const validateBody = strictAjv().compile(publishSchema.body);
-  const publishOne = async (body: PublishBody) => {
-    const input = toEventInput(body);
-    if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
-    const { event, duplicate } = await hub.publish(input);
-    return publishAnswer(event, duplicate);
-  };
+  const validateBody = strictAjv().compile(eventSchema);
   const validate = (body: unknown, at?: number): PublishBody => {
     if (validateBody(body)) return body as PublishBody;
     const err = bodyError((validateBody.errors ?? []) as FastifySchemaValidationError[]);
     if (at === undefined) throw err;
     throw new InvalidEventError(`item ${at}: ${err.message}`, { cause: err });
   };
+  const checkPrivate = (input: EventInput) => {
+    if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
+  };
   const api = {
     async publish(input: PublishBody | readonly PublishBody[]) {
-      if (!Array.isArray(input)) return publishOne(validate(input));
+      if (!Array.isArray(input)) {
+        const [one] = toEventInputs([validate(input)], false, checkPrivate);
+        const { event, duplicate } = await hub.publish(one as EventInput);
+        return publishAnswer(event, duplicate);
+      }
       const bodies = input.map((body, i) => validate(body, i));
-      const answers: PublishAnswer[] = [];
-      for (const body of bodies) answers.push(await publishOne(body));
-      return answers;
+      const results = await hub.publishBatch(toEventInputs(bodies, true, checkPrivate));
+      return results.map(({ event, duplicate }) => publishAnswer(event, duplicate));
     },
     stats: createStatsReader({ hub, streams, ticks }),
     close,
@@ -323,6 +323,10 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
         ...(typeof (error as { publishId?: unknown }).publishId === "string" && {
           id: (error as { publishId?: string }).publishId,
         }),
+        // A batch's: the ids of its items, in order.
+        ...(Array.isArray((error as { publishIds?: unknown }).publishIds) && {
+          ids: (error as { publishIds?: string[] }).publishIds,
+        }),
       });
     });
     app.setNotFoundHandler((request, reply) => {
@@ -374,6 +378,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
         maxTopicsPerStream: config.maxTopicsPerStream,
         publishRateLimit: config.publishRateLimit,
         anonymousSubscribers: config.anonymousSubscribers,
+        maxBatchEvents: config.maxBatchEvents,
       });
       if (setup.mercure && setup.prefix === "") await mercure(app);
       await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { TopicGrant } from "../auth/topic-grant.js";
 import {
+  atItem,
   type Broker,
   EARLIEST_ID,
   type EventInput,
@@ -217,16 +218,39 @@ export class Hub {
    * event over `maxEventBytes` on the wire (`EventTooLargeError`) before anything is stored.
    */
   async publish(input: EventInput): Promise<PublishResult> {
-    if (input.id === EARLIEST_ID) {
-      throw new InvalidEventError(
-        `id "${EARLIEST_ID}" is reserved: as a Last-Event-ID it means "replay everything retained". Choose another id`,
-      );
+    return (await this.publishBatch([input], false))[0] as PublishResult;
+  }
+
+  /**
+   * Publishes `inputs` as one unit (`Broker.publishBatch`): each is checked as `publish` checks
+   * one, and any refusal refuses them all, its message starting `item <index>:` (with `itemized`).
+   */
+  async publishBatch(inputs: readonly EventInput[], itemized = true): Promise<PublishResult[]> {
+    const item = (err: Error, index: number) => {
+      if (itemized) err.message = `item ${index}: ${err.message}`;
+      return atItem(err, index);
+    };
+    for (const [index, input] of inputs.entries()) {
+      if (input.id === EARLIEST_ID) {
+        throw item(
+          new InvalidEventError(
+            `id "${EARLIEST_ID}" is reserved: as a Last-Event-ID it means "replay everything retained". Choose another id`,
+          ),
+          index,
+        );
+      }
+      const size = encodedSize(input);
+      if (size > this.#maxEventBytes) throw item(new EventTooLargeError(size, this.#maxEventBytes), index);
     }
-    const size = encodedSize(input);
-    if (size > this.#maxEventBytes) throw new EventTooLargeError(size, this.#maxEventBytes);
-    const result = await this.#broker.publish(input);
-    if (!result.duplicate) this.counters.published++;
-    return result;
+    let results: PublishResult[];
+    try {
+      results = await this.#broker.publishBatch(inputs);
+    } catch (err) {
+      const index = (err as { index?: unknown }).index;
+      throw typeof index === "number" ? item(err as Error, index) : err;
+    }
+    for (const result of results) if (!result.duplicate) this.counters.published++;
+    return results;
   }
 
   /** Subscriber count per selector (`*` for streams on every topic); selectors without subscribers are absent. */

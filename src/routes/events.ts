@@ -50,6 +50,8 @@ export interface EventsRoutesOptions {
   publishRateLimit: number;
   /** False: a stream needs a valid subscriber token (`ANONYMOUS_SUBSCRIBERS`). */
   anonymousSubscribers?: boolean;
+  /** The most events one batch may hold (`MAX_BATCH_EVENTS`). */
+  maxBatchEvents: number;
 }
 
 declare module "fastify" {
@@ -70,34 +72,70 @@ export interface PublishBody {
   private?: boolean;
 }
 
-/** The schema of a `POST /events` body, shared by the route and the in-process `publish`. */
-export const publishSchema = {
-  body: {
-    type: "object",
-    required: ["data"],
-    additionalProperties: false,
-    properties: {
-      topic: {
-        anyOf: [
-          { type: "string", pattern: TOPIC_PATTERN },
-          {
-            type: "array",
-            minItems: 1,
-            maxItems: MAX_PUBLISH_TOPICS,
-            items: { type: "string", pattern: TOPIC_PATTERN },
-          },
-        ],
-      },
-      event: { type: "string", pattern: FIELD_PATTERN },
-      id: { type: "string", pattern: ID_PATTERN },
-      retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
-      private: { type: "boolean" },
-      data: {},
+/** The schema of one event of a publish, shared by the route and the in-process `publish`. */
+export const eventSchema = {
+  type: "object",
+  required: ["data"],
+  additionalProperties: false,
+  properties: {
+    topic: {
+      anyOf: [
+        { type: "string", pattern: TOPIC_PATTERN },
+        {
+          type: "array",
+          minItems: 1,
+          maxItems: MAX_PUBLISH_TOPICS,
+          items: { type: "string", pattern: TOPIC_PATTERN },
+        },
+      ],
     },
+    event: { type: "string", pattern: FIELD_PATTERN },
+    id: { type: "string", pattern: ID_PATTERN },
+    retry: { type: "integer", minimum: 0, maximum: 2_147_483_647 },
+    private: { type: "boolean" },
+    data: {},
   },
 } as const;
 
-/** Turns the first schema violation into an error that says which field is wrong and what it takes. */
+/** The schema of a `POST /events` body: one event, or a batch of 1 to `maxBatchEvents` events. */
+function publishSchema(maxBatchEvents: number) {
+  return {
+    body: {
+      anyOf: [eventSchema, { type: "array", minItems: 1, maxItems: maxBatchEvents, items: eventSchema }],
+    },
+  };
+}
+
+/**
+ * The error of a `POST /events` body, one event or a batch: the first violation of the branch
+ * that fits the body's shape (object or array), naming the batch item it is in.
+ */
+function publishBodyError(maxBatchEvents: number) {
+  return (errors: FastifySchemaValidationError[]): Error => {
+    const first = errors.find((e) => e.keyword !== "anyOf" && !(e.instancePath === "" && e.keyword === "type"));
+    if (first === undefined) {
+      return new InvalidEventError(
+        'The body must be a JSON object such as {"topic":"news","data":"hello"}, or an array of such objects (a batch)',
+      );
+    }
+    if (first.instancePath === "" && (first.keyword === "minItems" || first.keyword === "maxItems")) {
+      return new InvalidEventError(
+        `A batch holds 1 to ${maxBatchEvents} events (MAX_BATCH_EVENTS): send a non-empty array, split a larger one`,
+      );
+    }
+    const item = /^\/(\d+)(\/.*)?$/.exec(first.instancePath);
+    if (item === null) return bodyError([first]);
+    return itemError(bodyError([{ ...first, instancePath: item[2] ?? "" }]), Number(item[1]));
+  };
+}
+
+/** Prefixes `err`'s message with the batch item it is about: `item 3: ...`. */
+function itemError(err: Error, index: number): Error {
+  err.message = `item ${index}: ${err.message}`;
+  return err;
+}
+
+/** Turns the first schema violation of one event into an error that says which field is wrong and what it takes. */
 export function bodyError(errors: FastifySchemaValidationError[]): Error {
   const first = errors[0];
   const params = first?.params as Record<string, unknown> | undefined;
@@ -151,8 +189,28 @@ function rejectRepeatedFields(body: Record<string, unknown> | undefined): void {
   }
 }
 
+/**
+ * Validated bodies as the broker takes them, each also passed to `check`; in a `batch`, an error
+ * names the item it is about.
+ */
+export function toEventInputs(
+  bodies: readonly PublishBody[],
+  batch: boolean,
+  check: (input: EventInput) => void,
+): EventInput[] {
+  return bodies.map((body, index) => {
+    try {
+      const input = toEventInput(body);
+      check(input);
+      return input;
+    } catch (err) {
+      throw batch ? itemError(err as Error, index) : err;
+    }
+  });
+}
+
 /** A validated body as the broker takes it. */
-export function toEventInput(body: PublishBody): EventInput {
+function toEventInput(body: PublishBody): EventInput {
   const topics =
     body.topic === undefined ? [DEFAULT_TOPIC] : typeof body.topic === "string" ? [body.topic] : body.topic;
   checkPublishTopics(topics);
@@ -210,11 +268,11 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
     },
   );
 
-  app.post<{ Body: PublishBody }>(
+  app.post<{ Body: PublishBody | PublishBody[] }>(
     "/events",
     {
-      schema: publishSchema,
-      schemaErrorFormatter: bodyError,
+      schema: publishSchema(options.maxBatchEvents),
+      schemaErrorFormatter: publishBodyError(options.maxBatchEvents),
       ...(publisher && {
         onRequest: async (request: FastifyRequest) => {
           const token = bearerToken(request);
@@ -231,8 +289,14 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
         const body = request.body as unknown as Record<string, unknown> | undefined;
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
         if (isForm) rejectRepeatedFields(body);
-        for (const topic of [body?.topic].flat()) {
-          if (typeof topic === "string" && !isValidTopic(topic)) throw new InvalidTopicError(describeBadTopic(topic));
+        // Before the schema, which could only say "invalid topic", not which one and why.
+        const batch = Array.isArray(body);
+        for (const [index, item] of (batch ? (body as unknown[]) : [body]).entries()) {
+          for (const topic of [(item as Record<string, unknown> | undefined)?.topic].flat()) {
+            if (typeof topic !== "string" || isValidTopic(topic)) continue;
+            const err = new InvalidTopicError(describeBadTopic(topic));
+            throw batch ? itemError(err, index) : err;
+          }
         }
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
@@ -241,14 +305,21 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
       },
     },
     async (request, reply) => {
-      const input = toEventInput(request.body);
-      const uncovered =
-        request.publisher && eventTopics(input).find((topic) => !request.publisher?.grant.covers(topic));
-      if (uncovered !== undefined) throw new TopicForbiddenError("mercure.publish", describeBadTopic(uncovered));
-      if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
-      const { event, duplicate } = await hub.publish(input);
+      const batch = Array.isArray(request.body);
+      const bodies = Array.isArray(request.body) ? request.body : [request.body];
+      const inputs = toEventInputs(bodies, batch, (input) => {
+        const uncovered =
+          request.publisher && eventTopics(input).find((topic) => !request.publisher?.grant.covers(topic));
+        if (uncovered !== undefined) throw new TopicForbiddenError("mercure.publish", describeBadTopic(uncovered));
+        if (input.private && subscriber === undefined) throw new PrivateUnavailableError();
+      });
       reply.code(201);
-      return publishAnswer(event, duplicate);
+      if (!batch) {
+        const { event, duplicate } = await hub.publish(inputs[0] as EventInput);
+        return publishAnswer(event, duplicate);
+      }
+      const results = await hub.publishBatch(inputs);
+      return results.map(({ event, duplicate }) => publishAnswer(event, duplicate));
     },
   );
 }

@@ -64,8 +64,10 @@ describe("GET /openapi.json", () => {
     type AnyHeraldError = new (...args: string[]) => { code: string };
     for (const error of ERRORS as unknown as AnyHeraldError[]) expect(text).toContain(new error("x", "y").code);
     const document = JSON.parse(text);
-    const body = document.paths["/events"].post.requestBody.content["application/json"].schema;
-    expect(Object.keys(body.properties).sort()).toEqual(["data", "event", "id", "private", "retry", "topic"]);
+    // One event, or a batch of them.
+    const [one, batch] = document.paths["/events"].post.requestBody.content["application/json"].schema.anyOf;
+    expect(Object.keys(one.properties).sort()).toEqual(["data", "event", "id", "private", "retry", "topic"]);
+    expect(batch).toMatchObject({ type: "array", minItems: 1, maxItems: 1_000, items: one });
     expect(document.paths["/events"].get.parameters.map((p: { name: string }) => p.name)).toContain("lastEventId");
   });
 });

@@ -105,7 +105,7 @@ describe("start-up", () => {
         maxConnectionsPerIp: 100,
         publishesPerMinute: 0,
         maxTopicsPerStream: 100,
-        maxBodyBytes: 65_536,
+        maxBodyBytes: 1_048_576,
       },
     });
     // warn holds: the summary is the one info line.
