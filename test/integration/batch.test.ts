@@ -29,6 +29,7 @@ interface Answer {
   code?: string;
   message?: string;
   id?: string;
+  topic?: string;
   duplicate?: boolean;
 }
 
