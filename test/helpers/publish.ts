@@ -1,10 +1,10 @@
 import { request } from "undici";
 
-/** POSTs one event as JSON to `${url}/events`; returns the status and the parsed body. */
+/** POSTs one event (or a batch, as an array) as JSON to `${url}/events`; returns the status and the parsed body. */
 export async function publishTo(
   url: string,
-  body: Record<string, unknown>,
-): Promise<{ status: number; json: { id?: string; code?: string; message?: string } }> {
+  body: Record<string, unknown> | Record<string, unknown>[],
+): Promise<{ status: number; json: { id?: string; ids?: string[]; code?: string; message?: string } }> {
   const res = await request(`${url}/events`, {
     method: "POST",
     headers: { "content-type": "application/json" },

@@ -45,8 +45,23 @@ describe("Redis liveness: a connection that goes silent without closing", () => 
 
     proxy.freeze();
     // Sent into the frozen link: Redis may run it later (it does, on thaw), so "not stored" would be a lie.
-    const caught = await publishTo(url, { topic: "f", data: "caught" });
+    const batch = [
+      { topic: "f", data: "c1" },
+      { topic: "f", data: "c2" },
+    ];
+    const [caught, caughtBatch] = await Promise.all([
+      publishTo(url, { topic: "f", data: "caught" }),
+      publishTo(url, batch),
+    ]);
     expect(caught.status).toBe(503);
+    // A batch caught alike names one id per event, for its retry.
+    expect(caughtBatch.status).toBe(503);
+    expect(caughtBatch.json).toMatchObject({
+      code: "HERALD_PUBLISH_OUTCOME_UNKNOWN",
+      ids: [expect.any(String), expect.any(String)],
+      message: expect.stringContaining("Retry the batch with the same ids"),
+    });
+    const batchIds = caughtBatch.json.ids as string[];
     expect(caught.json).toMatchObject({
       code: "HERALD_PUBLISH_OUTCOME_UNKNOWN",
       id: expect.any(String),
@@ -78,10 +93,22 @@ describe("Redis liveness: a connection that goes silent without closing", () => 
     // The retry the answer asked for: the event is stored once, whatever happened to the first try.
     const retried = await publishTo(url, { topic: "f", data: "caught", id: retryId });
     expect([200, 201]).toContain(retried.status);
+    const retriedBatch = await publishTo(
+      url,
+      batch.map((event, i) => ({ ...event, id: batchIds[i] })),
+    );
+    expect(retriedBatch.status).toBe(201);
     expect((await publishTo(url, { topic: "f", data: "after" })).status).toBe(201);
     await stream.until("the event after the thaw", (s) => s.events.some((e) => e.data === "after"), 15_000);
-    expect(stream.events.map((e) => e.data)).toEqual(["before", "caught", "after"]);
-    expect(stream.events[1]?.lastEventId).toBe(retried.json.id);
+    // Each caught publish is there once: the first try (run by Redis on thaw) or the retry.
+    const data = stream.events.map((e) => e.data);
+    expect([...data].sort()).toEqual(["after", "before", "c1", "c2", "caught"]);
+    expect([data[0], data[4]]).toEqual(["before", "after"]);
+    expect(data.indexOf("c2")).toBe(data.indexOf("c1") + 1);
+    expect(stream.events.find((e) => e.data === "caught")?.lastEventId).toBe(retried.json.id);
+    expect(
+      stream.events.filter((e) => e.data.startsWith("c") && e.data !== "caught").map((e) => e.lastEventId),
+    ).toEqual((retriedBatch.json as unknown as { id: string }[]).map((answer) => answer.id));
     expect(stream.ended).toBe(false);
 
     // One line when Redis went, one when it came back: not one per reconnect attempt.
