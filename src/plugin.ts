@@ -131,6 +131,12 @@ type MercureOnSubscribe = (info: MercureSubscriptionInfo) => (() => void) | unde
 
 const PLUGIN_OPTIONS = new Set(["broker", "prefix", "decorator", "dashboard", "mercure"]);
 
+/** An item of a list option as its variable spells it: `redisSentinels` items `{ host, port }` as `host:port`. */
+function listItem(item: unknown): string {
+  if (typeof item === "object" && item !== null && "host" in item && "port" in item) return `${item.host}:${item.port}`;
+  return String(item);
+}
+
 function envName(option: string): string {
   return option.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase();
 }
@@ -146,7 +152,7 @@ function resolveOptions(options: HeraldOptions): { config: Config; setup: Herald
     if (!(name in DEFAULT_CONFIG) || (SERVER_SETTINGS as readonly string[]).includes(name)) {
       throw new ConfigError(`herald: unknown option ${JSON.stringify(name)}`);
     }
-    env[envName(name)] = Array.isArray(value) ? value.join(",") : String(value);
+    env[envName(name)] = Array.isArray(value) ? value.map(listItem).join(",") : String(value);
   }
   const broker = options.broker;
   if (typeof broker === "string") env.BROKER = broker;

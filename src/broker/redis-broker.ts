@@ -353,13 +353,22 @@ export class RedisBroker implements Broker {
     this.#ping.unref();
   }
 
-  /** Connects; when Redis is down, starts anyway (unhealthy) and keeps trying in the background. */
+  /**
+   * Connects; when Redis is down, or does not answer within `COMMAND_TIMEOUT_MS` (Sentinels that
+   * cannot be reached make ioredis try them again and again), starts anyway (unhealthy) and keeps
+   * trying in the background.
+   */
   static async connect(options: RedisBrokerOptions): Promise<RedisBroker> {
     const broker = new RedisBroker(options);
     await Promise.all(
-      [broker.#commands, broker.#reader].map((client) =>
-        client.connect().catch((err: Error) => broker.#lost(describe(err), err)),
-      ),
+      [broker.#commands, broker.#reader].map((client) => {
+        const connecting = client.connect().catch((err: Error) => broker.#lost(describe(err), err));
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, COMMAND_TIMEOUT_MS);
+        });
+        return Promise.race([connecting, late]).finally(() => clearTimeout(timer));
+      }),
     );
     return broker;
   }

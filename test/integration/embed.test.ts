@@ -180,6 +180,22 @@ describe("Herald registered as a plugin in someone's Fastify app", () => {
     await expect(other.register(herald, { port: 80 } as never)).rejects.toThrow(/unknown option "port"/);
     await other.close();
   });
+
+  it("takes Redis Sentinels as the Config type spells them, { host, port } each", async () => {
+    app = Fastify({ logger: false });
+    // Nothing listens there: Herald starts unhealthy and names what it cannot reach.
+    await app.register(herald, {
+      broker: "redis",
+      redisSentinels: [
+        { host: "127.0.0.1", port: 1 },
+        { host: "127.0.0.1", port: 2 },
+      ],
+      redisMasterName: "main",
+    });
+    const health = await app.inject({ method: "GET", url: "/health" });
+    expect(health.statusCode).toBe(503);
+    expect(health.json().detail).toContain('the primary "main" of the Sentinels 127.0.0.1:1,127.0.0.1:2');
+  });
 });
 
 describe("examples/embed-fastify", () => {
