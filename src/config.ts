@@ -354,7 +354,8 @@ export function loadConfig(env: Env): Config {
     tickMs: integer(env, "TICK_MS", d.tickMs, 100, 60_000),
     corsOrigin: corsOrigin(env),
     maxBodyBytes: integer(env, "MAX_BODY_BYTES", d.maxBodyBytes, 64, 100 * 1_048_576),
-    maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", d.maxBatchEvents, 1, 100_000),
+    // One Redis script stores a batch: past 10,000 events it would hold Redis for too long.
+    maxBatchEvents: integer(env, "MAX_BATCH_EVENTS", d.maxBatchEvents, 1, 10_000),
     maxSubscriberBufferBytes: integer(
       env,
       "MAX_SUBSCRIBER_BUFFER_BYTES",

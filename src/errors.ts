@@ -10,7 +10,7 @@ type Args<T extends unknown[]> = [...T, { cause: unknown }?];
 
 export const InvalidJsonError = createError<"HERALD_INVALID_JSON", 400, Args<[string]>>(
   "HERALD_INVALID_JSON",
-  'The request body is not valid JSON (%s). Send an object such as {"topic":"news","data":"hello"}',
+  'The request body is not valid JSON (%s). Send an object such as {"topic":"news","data":"hello"}, or an array of them (a batch)',
   400,
 );
 

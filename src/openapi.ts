@@ -18,7 +18,13 @@ const ERROR_SCHEMA: Record<string, unknown> = {
     id: {
       type: "string",
       description:
-        "With `HERALD_PUBLISH_OUTCOME_UNKNOWN` only: the id to retry the publish with, so that it is stored once.",
+        "With `HERALD_PUBLISH_OUTCOME_UNKNOWN` for one event only: the id to retry the publish with, so that it is stored once.",
+    },
+    ids: {
+      type: "array",
+      items: { type: "string" },
+      description:
+        "With `HERALD_PUBLISH_OUTCOME_UNKNOWN` for a batch only: the ids to retry its events with, in order, so that each is stored once.",
     },
   },
 };

@@ -29,6 +29,7 @@ import { createPresence, newestEventId } from "./mercure/presence.js";
 import { subscriptionsRoutes } from "./mercure/subscriptions-routes.js";
 import { openapiRoutes } from "./openapi.js";
 import {
+  batchSizeError,
   bodyError,
   eventSchema,
   eventsRoutes,
@@ -268,6 +269,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
         const { event, duplicate } = await hub.publish(one as EventInput);
         return publishAnswer(event, duplicate);
       }
+      if (input.length === 0 || input.length > config.maxBatchEvents) throw batchSizeError(config.maxBatchEvents);
       const bodies = input.map((body, i) => validate(body, i));
       const results = await hub.publishBatch(toEventInputs(bodies, true, checkPrivate));
       return results.map(({ event, duplicate }) => publishAnswer(event, duplicate));

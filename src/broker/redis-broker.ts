@@ -61,8 +61,11 @@ const BLOCK_MS = 2_000;
 export const REDIS_LIVENESS_BOUND_MS = Math.max(PING_MS, BLOCK_MS) + COMMAND_TIMEOUT_MS;
 /** TCP keepalive probes start after this much silence (the kernel's default is two hours). */
 const KEEPALIVE_MS = 5_000;
-/** How many entries one XRANGE/XREAD round trip fetches. */
-const PAGE = 500;
+/**
+ * How many entries one XREAD round trip fetches: at least the largest batch (`MAX_BATCH_EVENTS`
+ * allows 10,000), so that a batch reaches listeners in one turn unless the reader lags behind.
+ */
+const PAGE = 10_000;
 /** Entries in a stream have ids `<ms>-<n>`; Herald uses them as event ids. */
 const STREAM_ID = /^\d+-\d+$/;
 
@@ -146,9 +149,10 @@ local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local below = '+inf'
 if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
 local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'WITHSCORES', 'LIMIT', 0, 100 + 2 * n)
-if #gone > 0 then
+-- In slices: unpack takes a few thousand values at most.
+for s = 1, #gone, 1000 do
   local names, scored = {}, {}
-  for j = 1, #gone, 2 do
+  for j = s, math.min(s + 999, #gone), 2 do
     names[#names + 1] = gone[j]
     scored[#scored + 1] = gone[j + 1]
     scored[#scored + 1] = gone[j]
@@ -156,8 +160,8 @@ if #gone > 0 then
   redis.call('HDEL', keys, unpack(names))
   redis.call('ZREM', keytimes, unpack(names))
   redis.call('ZADD', retired, unpack(scored))
-  redis.call('ZREMRANGEBYRANK', retired, 0, -(capacity + 1))
 end
+if #gone > 0 then redis.call('ZREMRANGEBYRANK', retired, 0, -(capacity + 1)) end
 return out
 `;
 
@@ -231,19 +235,23 @@ function unavailable(err: unknown): Error {
 }
 
 /** A written command that failed without an answer: nobody knows whether Redis ran it. */
-function outcomeUnknown(err: unknown, keys: readonly string[]): Error {
+function outcomeUnknown(err: unknown, keys: readonly string[], batch: boolean): Error {
   const message = (err as Error).message;
   if ((err as Error).name === "ReplyError" || NOT_SENT.some((m) => message.startsWith(m))) return unavailable(err);
-  return unknownOutcome("The connection to Redis failed after the event was sent", keys, { cause: err });
+  return unknownOutcome("The connection to Redis failed after the event was sent", keys, batch, { cause: err });
 }
 
 /**
  * A publish that may or may not be stored, naming the ids its retry must carry: `publishId` for
  * a single event, `publishIds` (in order) for a batch.
  */
-function unknownOutcome(reason: string, keys: readonly string[], options?: { cause: unknown }): Error {
-  const error = new PublishOutcomeUnknownError(reason, JSON.stringify(keys[0]), options);
-  if (keys.length === 1) return Object.assign(error, { publishId: keys[0] });
+function unknownOutcome(reason: string, keys: readonly string[], batch: boolean, options?: { cause: unknown }): Error {
+  const id = JSON.stringify(keys[0]);
+  // Not `options` when absent: the error's constructor would print it in the message.
+  const error = options
+    ? new PublishOutcomeUnknownError(reason, id, options)
+    : new PublishOutcomeUnknownError(reason, id);
+  if (!batch) return Object.assign(error, { publishId: keys[0] });
   error.message = `${reason}: the events may or may not have been stored. Retry the batch with the same ids (this answer's ids field, in order): each is then stored exactly once`;
   return Object.assign(error, { publishIds: keys });
 }
@@ -374,10 +382,16 @@ export class RedisBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
-    return (await this.publishBatch([input]))[0] as PublishResult;
+    return (await this.#publish([input], false))[0] as PublishResult;
   }
 
-  async publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
+  publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
+    return this.#publish(inputs, true);
+  }
+
+  /** Publishes `inputs` in one script call; a `batch`'s unknown outcome names the ids of all its events. */
+  async #publish(inputs: readonly EventInput[], batch: boolean): Promise<PublishResult[]> {
+    if (inputs.length === 0) return [];
     const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity];
     // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with them.
     const keys = inputs.map((input, index) => {
@@ -415,7 +429,7 @@ export class RedisBroker implements Broker {
       replicas = await waiting;
       this.#answeredAt = Date.now();
     } catch (err) {
-      throw outcomeUnknown(err, keys);
+      throw outcomeUnknown(err, keys, batch);
     }
     if (reply[0] !== "ok") {
       const index = reply[1] as number;
@@ -437,8 +451,9 @@ export class RedisBroker implements Broker {
     }
     if (replicas !== undefined && replicas < this.#waitReplicas) {
       throw unknownOutcome(
-        `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the event within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
+        `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${batch ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
         keys,
+        batch,
       );
     }
     return results;

@@ -184,9 +184,11 @@ export class SqliteBroker implements Broker {
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
       page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
     };
-    this.#insertBatch = db.transaction((inputs: readonly EventInput[]) =>
-      inputs.map((input, index) => this.#insert(input, index)),
-    );
+    this.#insertBatch = db.transaction((inputs: readonly EventInput[]) => {
+      const batchIds = new Set<string>();
+      for (const input of inputs) if (input.id !== undefined) batchIds.add(input.id);
+      return inputs.map((input, index) => this.#insert(input, index, batchIds));
+    });
   }
 
   /**
@@ -306,8 +308,11 @@ export class SqliteBroker implements Broker {
     }
   }
 
-  /** Inserts one item of a batch, or answers the event stored under its id; throws when the id cannot be used. */
-  #insert(input: EventInput, index: number): PublishResult {
+  /**
+   * Inserts one item of a batch, or answers the event stored under its id; throws when the id
+   * cannot be used. An id Herald draws is none of `batchIds`, which later items may claim.
+   */
+  #insert(input: EventInput, index: number, batchIds: ReadonlySet<string>): PublishResult {
     if (input.id !== undefined) {
       const existing = this.#statements.byId.get(input.id);
       if (existing !== undefined) {
@@ -324,7 +329,9 @@ export class SqliteBroker implements Broker {
     // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
     while (
       input.id === undefined &&
-      (this.#statements.byId.get(id) !== undefined || this.#statements.isRetired.get(id) !== undefined)
+      (batchIds.has(id) ||
+        this.#statements.byId.get(id) !== undefined ||
+        this.#statements.isRetired.get(id) !== undefined)
     ) {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }

@@ -218,29 +218,27 @@ export class Hub {
    * event over `maxEventBytes` on the wire (`EventTooLargeError`) before anything is stored.
    */
   async publish(input: EventInput): Promise<PublishResult> {
-    return (await this.publishBatch([input], false))[0] as PublishResult;
+    this.#check(input);
+    const result = await this.#broker.publish(input);
+    if (!result.duplicate) this.counters.published++;
+    return result;
   }
 
   /**
    * Publishes `inputs` as one unit (`Broker.publishBatch`): each is checked as `publish` checks
-   * one, and any refusal refuses them all, its message starting `item <index>:` (with `itemized`).
+   * one, and any refusal refuses them all, its message starting `item <index>:`.
    */
-  async publishBatch(inputs: readonly EventInput[], itemized = true): Promise<PublishResult[]> {
+  async publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
     const item = (err: Error, index: number) => {
-      if (itemized) err.message = `item ${index}: ${err.message}`;
+      err.message = `item ${index}: ${err.message}`;
       return atItem(err, index);
     };
     for (const [index, input] of inputs.entries()) {
-      if (input.id === EARLIEST_ID) {
-        throw item(
-          new InvalidEventError(
-            `id "${EARLIEST_ID}" is reserved: as a Last-Event-ID it means "replay everything retained". Choose another id`,
-          ),
-          index,
-        );
+      try {
+        this.#check(input);
+      } catch (err) {
+        throw item(err as Error, index);
       }
-      const size = encodedSize(input);
-      if (size > this.#maxEventBytes) throw item(new EventTooLargeError(size, this.#maxEventBytes), index);
     }
     let results: PublishResult[];
     try {
@@ -251,6 +249,17 @@ export class Hub {
     }
     for (const result of results) if (!result.duplicate) this.counters.published++;
     return results;
+  }
+
+  /** What every publish must pass before the broker sees it. */
+  #check(input: EventInput): void {
+    if (input.id === EARLIEST_ID) {
+      throw new InvalidEventError(
+        `id "${EARLIEST_ID}" is reserved: as a Last-Event-ID it means "replay everything retained". Choose another id`,
+      );
+    }
+    const size = encodedSize(input);
+    if (size > this.#maxEventBytes) throw new EventTooLargeError(size, this.#maxEventBytes);
   }
 
   /** Subscriber count per selector (`*` for streams on every topic); selectors without subscribers are absent. */

@@ -119,14 +119,25 @@ function publishBodyError(maxBatchEvents: number) {
       );
     }
     if (first.instancePath === "" && (first.keyword === "minItems" || first.keyword === "maxItems")) {
-      return new InvalidEventError(
-        `A batch holds 1 to ${maxBatchEvents} events (MAX_BATCH_EVENTS): send a non-empty array, split a larger one`,
-      );
+      return batchSizeError(maxBatchEvents);
     }
     const item = /^\/(\d+)(\/.*)?$/.exec(first.instancePath);
     if (item === null) return bodyError([first]);
+    if (item[2] === undefined && first.keyword === "type") {
+      return itemError(
+        new InvalidEventError('Each event of a batch is a JSON object such as {"topic":"news","data":"hello"}'),
+        Number(item[1]),
+      );
+    }
     return itemError(bodyError([{ ...first, instancePath: item[2] ?? "" }]), Number(item[1]));
   };
+}
+
+/** A batch of no event, or of more than `MAX_BATCH_EVENTS`. */
+export function batchSizeError(maxBatchEvents: number): Error {
+  return new InvalidEventError(
+    `A batch holds 1 to ${maxBatchEvents} events (MAX_BATCH_EVENTS): send a non-empty array, split a larger one`,
+  );
 }
 
 /** Prefixes `err`'s message with the batch item it is about: `item 3: ...`. */

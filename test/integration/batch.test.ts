@@ -176,7 +176,7 @@ describe("POST /events with a bad batch", () => {
       [[{ data: "ok" }, { topic: "bad\ntopic", data: "x" }], /^item 1: Invalid topic/],
       [[{ data: "ok" }, { data: "x", colour: "red" }], /^item 1: Unknown field "colour"/],
       [[{ data: "ok" }, { event: "e" }], /^item 1: data is required/],
-      [[{ data: "ok" }, "text"], /^item 1: The body must be a JSON object/],
+      [[{ data: "ok" }, "text"], /^item 1: Each event of a batch is a JSON object/],
       [[{ data: "ok" }, { topic: "*", data: "x" }], /^item 1: Invalid topic/],
       [[{ data: "ok" }, { data: "x", id: "earliest" }], /^item 1: id "earliest" is reserved/],
       [[{ data: "ok" }, { data: "x", private: true }], /^item 1: This event is "private"/],
@@ -211,6 +211,8 @@ describe("POST /events with a bad batch", () => {
         { topic: "a", data: "other", id: "two" },
       ]),
     ).rejects.toMatchObject({ code: "HERALD_ID_CONFLICT", message: expect.stringMatching(/^item 1: /) });
+    // The same limits as over HTTP.
+    await expect(server.app.herald.publish([])).rejects.toThrow(/^A batch holds 1 to 1000 events/);
     await stream.until("two events", (s) => s.events.length >= 2);
     expect(stream.events.map((e) => e.data)).toEqual(["1", "2"]);
     stream.close();

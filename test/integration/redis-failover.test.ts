@@ -182,6 +182,7 @@ describe("REDIS_WAIT_REPLICAS", () => {
         code: "HERALD_PUBLISH_OUTCOME_UNKNOWN",
         message: expect.stringContaining("Only 0 of the 1 replicas that REDIS_WAIT_REPLICAS asks for"),
       });
+      expect(alone.json.message).toMatch(/it is then stored exactly once$/);
       const id = (alone.json as { id: string }).id;
 
       replica = await startRedisServer(false, { replicaOf: primary.port });
