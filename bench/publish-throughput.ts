@@ -191,7 +191,8 @@ async function main(): Promise<void> {
           await pool.phase(false);
           const figures = await measure(server, pool, mode, broker === "redis");
           const report = await pool.report();
-          if (broker !== "redis" && report.outOfOrder > 0) throw new Error(`${report.outOfOrder} events out of order: ${report.firstError}`);
+          if (broker !== "redis" && report.outOfOrder > 0)
+            throw new Error(`${report.outOfOrder} events out of order: ${report.firstError}`);
           if (report.readersClosed > 0) throw new Error(`the server closed ${report.readersClosed} subscribers`);
           if (report.minEvents !== figures.events || report.maxEvents !== figures.events) {
             throw new Error(`subscribers got ${report.minEvents} to ${report.maxEvents} of ${figures.events} events`);
