@@ -34,11 +34,18 @@ const app = await buildApp(config).catch((err: Error) => {
 // With TLS, SIGHUP reloads the certificate (see src/tls.ts) instead of stopping Herald.
 const tls = config.tlsCertFile !== undefined;
 if (tls) reloadCertificateOnSighup(app, config);
-closeWithGrace({ delay: SHUTDOWN_GRACE_MS, skip: tls ? ["SIGHUP"] : [] }, async ({ signal, err }) => {
-  if (err) app.log.error({ err }, "shutting down after an error");
-  else app.log.info({ signal }, "shutting down");
-  await app.close();
-});
+// close-with-grace also listens to the signals a fault raises (SIGSEGV, SIGBUS...). A listener there
+// cannot run: Node's handler returns, the faulting instruction runs again, and the process spins at
+// 100% CPU instead of crashing (https://nodejs.org/api/process.html#signal-events). Leave those to the OS.
+const FAULT_SIGNALS = ["SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT"] as const;
+closeWithGrace(
+  { delay: SHUTDOWN_GRACE_MS, skip: [...FAULT_SIGNALS, ...(tls ? (["SIGHUP"] as const) : [])] },
+  async ({ signal, err }) => {
+    if (err) app.log.error({ err }, "shutting down after an error");
+    else app.log.info({ signal }, "shutting down");
+    await app.close();
+  },
+);
 const address = await app.listen({ port: config.port, host: config.host }).catch(async (err: NodeJS.ErrnoException) => {
   const reason = describeListenError(err, config);
   if (reason === undefined) throw err;
