@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs";
+import { closeSync, existsSync } from "node:fs";
+import { isatty } from "node:tty";
 import closeWithGrace from "close-with-grace";
 import { buildApp } from "./app.js";
 import { parseCommandLine, VERSION } from "./cli.js";
@@ -7,6 +8,23 @@ import { describeListenError } from "./listen-error.js";
 import { resolveLogFormat } from "./logger.js";
 import { describeStartup, listenUrl, logStartupSummary } from "./startup-summary.js";
 import { reloadCertificateOnSighup } from "./tls.js";
+
+// On exit Node 20 puts each standard stream that was a terminal at start-up back in the mode it had,
+// and aborts if that fails, which it does once the terminal has hung up (tcsetattr: EIO;
+// nodejs/node#51519, fixed upstream by nodejs/node#58200). It skips a descriptor that was closed:
+// close those whose terminal is gone, so that a hangup ends in a clean exit, not a crash.
+const startupTerminals = [0, 1, 2].filter((fd) => isatty(fd));
+process.on("exit", () => {
+  for (const fd of startupTerminals) if (!isatty(fd)) closeQuietly(fd);
+});
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed: nothing to let go of.
+  }
+}
 
 // --help and --version answer before any setting is read: they work with a broken .env too.
 const command = parseCommandLine(process.argv.slice(2));
