@@ -5,7 +5,7 @@ import { buildApp } from "./app.js";
 import { parseCommandLine, VERSION } from "./cli.js";
 import { ConfigError, loadConfig, SHUTDOWN_GRACE_MS } from "./config.js";
 import { describeListenError } from "./listen-error.js";
-import { resolveLogFormat } from "./logger.js";
+import { onTerminalGone, resolveLogFormat } from "./logger.js";
 import { describeStartup, listenUrl, logStartupSummary } from "./startup-summary.js";
 import { reloadCertificateOnSighup } from "./tls.js";
 
@@ -56,14 +56,23 @@ if (tls) reloadCertificateOnSighup(app, config);
 // cannot run: Node's handler returns, the faulting instruction runs again, and the process spins at
 // 100% CPU instead of crashing (https://nodejs.org/api/process.html#signal-events). Leave those to the OS.
 const FAULT_SIGNALS = ["SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP", "SIGABRT"] as const;
-closeWithGrace(
+let shuttingDown = false;
+const shutdown = closeWithGrace(
   { delay: SHUTDOWN_GRACE_MS, skip: [...FAULT_SIGNALS, ...(tls ? (["SIGHUP"] as const) : [])] },
   async ({ signal, err }) => {
+    shuttingDown = true;
     if (err) app.log.error({ err }, "shutting down after an error");
-    else app.log.info({ signal }, "shutting down");
+    else app.log.info({ signal }, signal ? "shutting down" : "shutting down: the terminal hung up");
     await app.close();
   },
 );
+// Started from a terminal that has since hung up (the window closed, SSH dropped): nobody is
+// there to read the logs or stop Herald, so it stops as on SIGTERM. Without TLS the hangup's SIGHUP
+// already did; with TLS, SIGHUP means "reload the certificate", and the failed write of that
+// reload's log line is what tells.
+onTerminalGone(() => {
+  if (!shuttingDown) shutdown.close();
+});
 const address = await app.listen({ port: config.port, host: config.host }).catch(async (err: NodeJS.ErrnoException) => {
   const reason = describeListenError(err, config);
   if (reason === undefined) throw err;

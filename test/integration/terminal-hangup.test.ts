@@ -6,6 +6,7 @@ import type { Dispatcher } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { MAIN } from "../helpers/process.js";
 import { openStream } from "../helpers/stream.js";
+import { createCertificate, tlsAgent } from "../helpers/tls.js";
 import { waitFor } from "../helpers/wait.js";
 
 const cleanups: (() => unknown)[] = [];
@@ -87,5 +88,15 @@ async function hangUpAndExpectShutdown(env: Record<string, string>, dispatcher?:
 describe("a terminal that hangs up", () => {
   it("shuts Herald down as SIGTERM does: streams ended, a clean exit", async () => {
     await hangUpAndExpectShutdown({});
+  });
+
+  it("with TLS, where SIGHUP reloads the certificate, shuts Herald down too once the logs cannot reach the terminal", async () => {
+    const certificate = createCertificate();
+    const dispatcher = tlsAgent(certificate.cert, false);
+    cleanups.push(() => dispatcher.destroy());
+    await hangUpAndExpectShutdown(
+      { TLS_CERT_FILE: certificate.certFile, TLS_KEY_FILE: certificate.keyFile },
+      dispatcher,
+    );
   });
 });
