@@ -192,7 +192,7 @@ describe("logs", () => {
       expect(out).not.toContain('"level"');
     } finally {
       // Herald runs in the terminal `script` made, in a session of its own: killing `script` alone
-      // would leave it behind, writing to a terminal nobody reads. Kill it first.
+      // ends it too, but on its own time (terminal-hangup.test.ts). Kill it first.
       spawnSync("pkill", ["-KILL", "-P", String(child.pid)]);
       child.kill("SIGKILL");
     }
