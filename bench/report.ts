@@ -177,6 +177,26 @@ function busy(results: Results): boolean {
   return (results.runs[0]?.loadStart[0] ?? 0) > 1;
 }
 
+/**
+ * Results that other benches or people wrote, each in a file of its own next to RESULTS.md, so
+ * that a rerun of `npm run bench`, which rewrites RESULTS.md whole, never loses them.
+ */
+const MORE_RESULTS: { file: string; title: string; source: string }[] = [
+  {
+    file: "RESULTS-http2-notes.md",
+    title: "HTTP/2 beside HTTP/1.1",
+    source:
+      "from `npm run bench:http2` (issue 10; its own output is [RESULTS-http2.md](RESULTS-http2.md)), with a CPU profile",
+  },
+  { file: "RESULTS-presence.md", title: "Presence: connect storm", source: "from `node bench/presence.mjs` (issue 9)" },
+  {
+    file: "RESULTS-replay-memory.md",
+    title: "Replay memory: stalled Last-Event-ID replays",
+    source: "from `npm run bench:replay-memory` (issue 11)",
+  },
+  { file: "RESULTS-templates.md", title: "Template selectors", source: "from `node bench/template-selectors.mjs`" },
+];
+
 /** Renders `results` as the Markdown of bench/RESULTS.md. */
 export function renderMarkdown(results: Results): string {
   const { machine, servers } = results;
@@ -247,5 +267,11 @@ export function renderMarkdown(results: Results): string {
     table(["metric", ...servers.map((s) => s.label)], perRun),
     "",
     ...(failures.length > 0 ? ["## Failures", "", ...failures, ""] : []),
+    "## More results",
+    "",
+    "Written by hand from other benches, in files of their own that `npm run bench` leaves alone:",
+    "",
+    ...MORE_RESULTS.map(({ file, title, source }) => `- [${title}](${file}), ${source}.`),
+    "",
   ].join("\n");
 }
