@@ -76,7 +76,9 @@ export interface Results {
   command: string;
   quick: boolean;
   machine: { cpu: string; cores: number; node: string; kernel: string; memoryGb: number };
-  servers: { name: string; label: string }[];
+  servers: { name: string; label: string; about?: string }[];
+  /** Peers left out because they are not installed, and why. */
+  skipped?: { label: string; reason: string }[];
   runs: {
     loadStart: number[];
     loadEnd: number[];
@@ -240,6 +242,8 @@ export function renderMarkdown(results: Results): string {
     `Written by \`${results.command}\` on ${results.date}. How the bench works, and what the figures mean: [README.md](README.md).`,
     "",
     `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB; Linux ${machine.kernel}; Node.js ${machine.node}.`,
+    ...servers.flatMap((s) => (s.about ? [`- ${s.label}: ${s.about}.`] : [])),
+    ...(results.skipped ?? []).map((s) => `- ${s.label}: not run: ${s.reason}.`),
     `- ${n === 1 ? "One run" : `${n} runs; each figure is the median`}${results.quick ? " (--quick: smaller scenarios)" : ""}.`,
     ...results.runs.map(
       (run, i) =>
@@ -253,8 +257,8 @@ export function renderMarkdown(results: Results): string {
         ]
       : []),
     "- The load generator and the publisher run on the same machine as the server: on few cores they take",
-    "  CPU from it. CPU-seconds are the server process's own (`/proc/<pid>/stat`), which holds when the",
-    "  machine is busy; rates and latencies do not.",
+    "  CPU from it. CPU-seconds are those of the server's own processes (`/proc/<pid>/stat`), which hold",
+    "  when the machine is busy; rates and latencies do not.",
     "",
     table(header, rows),
     "",
