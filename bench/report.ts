@@ -77,6 +77,8 @@ export interface Results {
   quick: boolean;
   machine: { cpu: string; cores: number; node: string; kernel: string; memoryGb: number };
   servers: { name: string; label: string; about?: string }[];
+  /** Set when the bench was stopped before the end: the figures are those of the scenarios that finished. */
+  stopped?: string;
   /** Peers left out because they are not installed, and why. */
   skipped?: { label: string; reason: string }[];
   runs: {
@@ -107,8 +109,9 @@ export function medianOf(results: Results, server: string, metric: Metric): numb
   return median(values);
 }
 
-function format(value: number | undefined, digits: number): string {
-  if (value === undefined) return "failed";
+/** `ran`: whether the scenario ran at all (a run stopped early never reached some). */
+function format(value: number | undefined, digits: number, ran = true): string {
+  if (value === undefined) return ran ? "failed" : "not run";
   return value.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
@@ -217,7 +220,13 @@ export function renderMarkdown(results: Results): string {
     return [
       metric.label,
       metric.better,
-      ...values.map((v) => format(v, metric.digits)),
+      ...values.map((v, i) =>
+        format(
+          v,
+          metric.digits,
+          results.runs.some((run) => run.outcomes[servers[i]?.name ?? ""]?.[metric.scenario] !== undefined),
+        ),
+      ),
       ...(herald ? peers.map((p) => ratio(heraldValue, medianOf(results, p.name, metric))) : []),
     ];
   });
@@ -232,7 +241,10 @@ export function renderMarkdown(results: Results): string {
     metric.label,
     ...servers.map((s) =>
       results.runs
-        .map((run) => format(figure(run.outcomes[s.name]?.[metric.scenario], metric.key), metric.digits))
+        .map((run) => {
+          const outcome = run.outcomes[s.name]?.[metric.scenario];
+          return format(figure(outcome, metric.key), metric.digits, outcome !== undefined);
+        })
         .join(" / "),
     ),
   ]);
@@ -250,6 +262,9 @@ export function renderMarkdown(results: Results): string {
         `- Run ${i + 1}: load average ${run.loadStart.join(" ")} at the start, ${run.loadEnd.join(" ")} at the end.`,
     ),
     "  (1, 5 and 15 minutes. After the start of run 1 they include the bench's own server, workers and publisher.)",
+    ...(results.stopped
+      ? [`- **Stopped before the end** (${results.stopped}): a figure is the median of the runs that reached it.`]
+      : []),
     ...(busy(results)
       ? [
           `- **This machine was shared with other work during the run** (load average ${results.runs[0]?.loadStart[0]} before it`,

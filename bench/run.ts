@@ -105,6 +105,11 @@ process.on("exit", cleanUp);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     console.error(`bench: ${signal}, stopping every process it started`);
+    // What finished so far stays in the results, marked as stopped.
+    if (results.runs.length > 0) {
+      results.stopped = `${signal} after ${((Date.now() - startedAt) / 60_000).toFixed(0)} minutes`;
+      write();
+    }
     process.exit(130);
   });
 }
@@ -114,6 +119,7 @@ setTimeout(() => {
 }, HARD_LIMIT_MS).unref();
 
 const load = () => loadavg().map((l) => Number(l.toFixed(2)));
+const startedAt = Date.now();
 const results: Results = {
   date: new Date().toISOString(),
   command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
@@ -155,9 +161,10 @@ for (let r = 0; r < runs; r++) {
       const took = ((Date.now() - started) / 1000).toFixed(1);
       console.log(`run ${r + 1}/${runs} ${scenario} ${server.name} (${took} s): ${JSON.stringify(outcomes[scenario])}`);
     }
+    // After each scenario, so a long run stopped halfway keeps what it measured.
+    run.loadEnd = load();
+    write();
   }
-  run.loadEnd = load();
-  write();
 }
 console.log(`bench: wrote ${out}`);
 process.exit(0);
