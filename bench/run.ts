@@ -105,7 +105,8 @@ process.on("exit", cleanUp);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     console.error(`bench: ${signal}, stopping every process it started`);
-    // What finished so far stays in the results, marked as stopped.
+    // What finished so far stays in the results, marked as stopped; a run with nothing finished goes.
+    results.runs = results.runs.filter((run) => Object.values(run.outcomes).some((o) => Object.keys(o).length > 0));
     if (results.runs.length > 0) {
       results.stopped = `${signal} after ${((Date.now() - startedAt) / 60_000).toFixed(0)} minutes`;
       write();

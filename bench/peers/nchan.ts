@@ -1,6 +1,6 @@
 /**
- * nginx with the nchan module (Debian's `nginx` and `libnginx-mod-nchan`), the fastest SSE server
- * the bench compares with. Never the system service: each start writes a private nginx.conf into a
+ * nginx with the nchan module (Debian's `nginx` and `libnginx-mod-nchan`): a C server, and the
+ * peer issue 12 names as the one to beat. Never the system service: each start writes a private nginx.conf into a
  * fresh temp dir that is also nginx's prefix (pid, logs, temp files), listens on 127.0.0.1 only,
  * runs nginx in the foreground as the bench's child, and deletes the dir once it has stopped.
  * One worker process, to compare with one Node process. Bench API: `GET /events?topic=t` with
@@ -18,6 +18,7 @@ export type NchanInstall = { nginx: string; module: string; about: string } | { 
 
 /** Open files of the worker: 19,000 streams, the publisher's connections, logs; the machine's limit per process. */
 const MAX_OPEN_FILES = 20_000;
+/** Connection slots of the worker, well above the open files (see the comment in the config). */
 const WORKER_CONNECTIONS = 32_768;
 /** Where Debian puts the module, when `nginx -V` names no modules path. */
 const DEBIAN_MODULES = "/usr/lib/nginx/modules";
