@@ -1,6 +1,11 @@
+import type { IdScheme } from "./protocol.js";
+
 const LF = 0x0a;
 const SPACE = 0x20;
 const QUOTE = 0x22;
+const COLON = 0x3a;
+/** nchan's `<seconds>:<n>` becomes seconds × this + n: n counts one channel's messages in one second. */
+const TAGS_PER_SECOND = 1_000_000;
 const ID = Buffer.from("id:");
 const DATA = Buffer.from("data:");
 
@@ -10,17 +15,20 @@ function isDigit(byte: number | undefined): boolean {
 
 /**
  * Finds events in the body of an event stream cheaply, for a load generator: no full SSE parse.
- * It reports, per event, the number that ends its `id` (`k2x9q1-42` → 42, `42` → 42) and the
- * number that starts its `data` (the publisher's timestamp). Works across any read boundaries and
+ * It reports, per event, the number that ends its `id` (`k2x9q1-42` → 42, `42` → 42; with the
+ * `time:tag` scheme, `1796050381:7` → 1796050381 × 10⁶ + 7) and the number that starts its `data`
+ * (the publisher's timestamp). Works across any read boundaries and
  * around chunked-encoding framing, as long as a server never splits one event across chunks.
  * It relies on `id:` and `data:` appearing nowhere else: the bench's payloads are digits and `x`.
  */
 export class EventScanner {
   readonly #onEvent: (id: number, stamp: number) => void;
+  readonly #timeTag: boolean;
   #carry: Buffer | undefined;
 
-  constructor(onEvent: (id: number, stamp: number) => void) {
+  constructor(onEvent: (id: number, stamp: number) => void, ids: IdScheme = "sequence") {
     this.#onEvent = onEvent;
+    this.#timeTag = ids === "time:tag";
   }
 
   /** Bytes held back because their event is not complete yet. */
@@ -49,9 +57,17 @@ export class EventScanner {
       }
       let id = 0;
       let scale = 1;
-      for (let i = idEnd - 1; isDigit(buf[i]); i--) {
-        id += ((buf[i] as number) - 0x30) * scale;
+      let p = idEnd - 1;
+      for (; isDigit(buf[p]); p--) {
+        id += ((buf[p] as number) - 0x30) * scale;
         scale *= 10;
+      }
+      if (this.#timeTag && buf[p] === COLON) {
+        scale = TAGS_PER_SECOND;
+        for (p--; isDigit(buf[p]); p--) {
+          id += ((buf[p] as number) - 0x30) * scale;
+          scale *= 10;
+        }
       }
       let i = data + DATA.length;
       if (buf[i] === SPACE) i++;

@@ -6,7 +6,7 @@
 import { connect, type Socket } from "node:net";
 import { EventScanner } from "./event-scanner.js";
 import { Histogram } from "./histogram.js";
-import type { ClientKind, Command, WorkerMessage, WorkerReport } from "./protocol.js";
+import type { ClientKind, Command, IdScheme, WorkerMessage, WorkerReport } from "./protocol.js";
 
 /** How many events readers may be apart; the coordinator's publish window stays far below it. */
 const RING = 1 << 16;
@@ -37,26 +37,35 @@ function reportProgress(): void {
 class Client {
   readonly socket: Socket;
   readonly kind: ClientKind;
+  readonly ids: IdScheme;
   head: Buffer | undefined = Buffer.alloc(0);
-  /** The id expected next, and the events counted so far (those before it joined count as received). */
+  /** The id expected next (`sequence`), and the events counted so far (those before it joined count as received). */
   next: number;
+  /** The last id received (0 before any). */
+  last = 0;
   count: number;
   closing = false;
-  readonly scanner = new EventScanner((id, stamp) => this.onEvent(id, stamp));
+  readonly scanner: EventScanner;
 
-  constructor(socket: Socket, kind: ClientKind, after: number) {
+  constructor(socket: Socket, kind: ClientKind, ids: IdScheme, after: number) {
     this.socket = socket;
     this.kind = kind;
+    this.ids = ids;
     this.next = after + 1;
     this.count = after;
+    this.scanner = new EventScanner((id, stamp) => this.onEvent(id, stamp), ids);
   }
 
   onEvent(id: number, stamp: number): void {
-    if (id !== this.next) {
+    if (this.ids === "sequence" ? id !== this.next : id <= this.last) {
       outOfOrder++;
-      firstError ??= `a reader expected event ${this.next} and got ${id}`;
+      firstError ??=
+        this.ids === "sequence"
+          ? `a reader expected event ${this.next} and got ${id}`
+          : `a reader got event ${id} after ${this.last}`;
     }
     this.next = id + 1;
+    this.last = id;
     const n = ++this.count;
     if (latencyOn) latency.record(nowUs - stamp);
     const slot = n % RING;
@@ -76,7 +85,7 @@ class Client {
 }
 
 function open(command: Extract<Command, { cmd: "connect" }>): Promise<number> {
-  const { port, path, count, kind, localAddress, timeoutMs, after, atOnce } = command;
+  const { port, path, count, kind, ids, localAddress, timeoutMs, after, atOnce } = command;
   const request = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: text/event-stream\r\n\r\n`);
   return new Promise((resolve, reject) => {
     let started = 0;
@@ -96,7 +105,7 @@ function open(command: Extract<Command, { cmd: "connect" }>): Promise<number> {
     const startOne = () => {
       started++;
       const socket = connect({ port, host: "127.0.0.1", localAddress });
-      const client = new Client(socket, kind, after);
+      const client = new Client(socket, kind, ids, after);
       clients.push(client);
       if (kind === "reader") readers++;
       socket.on("error", () => {});

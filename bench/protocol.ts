@@ -1,5 +1,13 @@
 /** Messages between the bench coordinator (`run.ts`) and its load workers (`load-worker.ts`). */
 
+/**
+ * How a server numbers its events. `sequence`: each id ends in 1, 2, 3, … (Herald's `k2x9q1-42`,
+ * the Node peers' `42`), and a reader checks each is the next. `time:tag`: nchan's
+ * `<unix seconds>:<n-th message of that second>`, increasing but not consecutive, so a reader
+ * checks each is above the last; with the count of events that is the same check.
+ */
+export type IdScheme = "sequence" | "time:tag";
+
 /** `reader`: reads and checks every event. `stalled`: reads the response head, then never reads again. */
 export type ClientKind = "reader" | "stalled";
 
@@ -12,6 +20,7 @@ export type Command =
       path: string;
       count: number;
       kind: ClientKind;
+      ids: IdScheme;
       localAddress: string;
       timeoutMs: number;
       /** Events published before these connections: their readers expect the next one. */

@@ -32,15 +32,18 @@ export interface LoopOptions {
 
 /**
  * Publishes to one server over HTTP with undici, as `POST /events` with JSON
- * `{"topic":"bench","data":"<µs timestamp> xxx…"}`. Every loop is bounded in count and in time.
+ * `{"topic":"bench","data":"<µs timestamp> xxx…"}`, or with `rawPath` (nchan) as
+ * `POST <rawPath>?topic=bench` with the data itself as the body. Every loop is bounded in count and in time.
  */
 export class Publisher {
   readonly #pool: Pool;
+  readonly #rawPath: string | undefined;
   /** Events published by this publisher so far: readers count from here. */
   published = 0;
 
-  constructor(port: number, connections: number) {
+  constructor(port: number, connections: number, rawPath?: string) {
     this.#pool = new Pool(`http://127.0.0.1:${port}`, { connections, pipelining: 1 });
+    this.#rawPath = rawPath;
   }
 
   async close(): Promise<void> {
@@ -122,13 +125,22 @@ export class Publisher {
           state.sent++;
           state.open++;
           this.published++;
-          const body = `{"topic":"${TOPIC}","data":"${nowUs()} ${pad}"}`;
-          const res = await this.#pool.request({
-            path: "/events",
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body,
-          });
+          const data = `${nowUs()} ${pad}`;
+          const res = await this.#pool.request(
+            this.#rawPath === undefined
+              ? {
+                  path: "/events",
+                  method: "POST",
+                  headers: { "content-type": "application/json" },
+                  body: `{"topic":"${TOPIC}","data":"${data}"}`,
+                }
+              : {
+                  path: `${this.#rawPath}?topic=${TOPIC}`,
+                  method: "POST",
+                  headers: { "content-type": "text/plain" },
+                  body: data,
+                },
+          );
           const text = await res.body.text();
           if (res.statusCode < 200 || res.statusCode > 299)
             throw new Error(`publish answered ${res.statusCode}: ${text}`);

@@ -76,7 +76,11 @@ export interface Results {
   command: string;
   quick: boolean;
   machine: { cpu: string; cores: number; node: string; kernel: string; memoryGb: number };
-  servers: { name: string; label: string }[];
+  servers: { name: string; label: string; about?: string }[];
+  /** Set when the bench was stopped before the end: the figures are those of the scenarios that finished. */
+  stopped?: string;
+  /** Peers left out because they are not installed, and why. */
+  skipped?: { label: string; reason: string }[];
   runs: {
     loadStart: number[];
     loadEnd: number[];
@@ -105,8 +109,9 @@ export function medianOf(results: Results, server: string, metric: Metric): numb
   return median(values);
 }
 
-function format(value: number | undefined, digits: number): string {
-  if (value === undefined) return "failed";
+/** `ran`: whether the scenario ran at all (a run stopped early never reached some). */
+function format(value: number | undefined, digits: number, ran = true): string {
+  if (value === undefined) return ran ? "failed" : "not run";
   return value.toLocaleString("en", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
@@ -177,6 +182,26 @@ function busy(results: Results): boolean {
   return (results.runs[0]?.loadStart[0] ?? 0) > 1;
 }
 
+/**
+ * Results that other benches or people wrote, each in a file of its own next to RESULTS.md, so
+ * that a rerun of `npm run bench`, which rewrites RESULTS.md whole, never loses them.
+ */
+const MORE_RESULTS: { file: string; title: string; source: string }[] = [
+  {
+    file: "RESULTS-http2-notes.md",
+    title: "HTTP/2 beside HTTP/1.1",
+    source:
+      "from `npm run bench:http2` (issue 10; its own output is [RESULTS-http2.md](RESULTS-http2.md)), with a CPU profile",
+  },
+  { file: "RESULTS-presence.md", title: "Presence: connect storm", source: "from `node bench/presence.mjs` (issue 9)" },
+  {
+    file: "RESULTS-replay-memory.md",
+    title: "Replay memory: stalled Last-Event-ID replays",
+    source: "from `npm run bench:replay-memory` (issue 11)",
+  },
+  { file: "RESULTS-templates.md", title: "Template selectors", source: "from `node bench/template-selectors.mjs`" },
+];
+
 /** Renders `results` as the Markdown of bench/RESULTS.md. */
 export function renderMarkdown(results: Results): string {
   const { machine, servers } = results;
@@ -195,7 +220,13 @@ export function renderMarkdown(results: Results): string {
     return [
       metric.label,
       metric.better,
-      ...values.map((v) => format(v, metric.digits)),
+      ...values.map((v, i) =>
+        format(
+          v,
+          metric.digits,
+          results.runs.some((run) => run.outcomes[servers[i]?.name ?? ""]?.[metric.scenario] !== undefined),
+        ),
+      ),
       ...(herald ? peers.map((p) => ratio(heraldValue, medianOf(results, p.name, metric))) : []),
     ];
   });
@@ -210,7 +241,10 @@ export function renderMarkdown(results: Results): string {
     metric.label,
     ...servers.map((s) =>
       results.runs
-        .map((run) => format(figure(run.outcomes[s.name]?.[metric.scenario], metric.key), metric.digits))
+        .map((run) => {
+          const outcome = run.outcomes[s.name]?.[metric.scenario];
+          return format(figure(outcome, metric.key), metric.digits, outcome !== undefined);
+        })
         .join(" / "),
     ),
   ]);
@@ -220,12 +254,17 @@ export function renderMarkdown(results: Results): string {
     `Written by \`${results.command}\` on ${results.date}. How the bench works, and what the figures mean: [README.md](README.md).`,
     "",
     `- Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGb} GB; Linux ${machine.kernel}; Node.js ${machine.node}.`,
+    ...servers.flatMap((s) => (s.about ? [`- ${s.label}: ${s.about}.`] : [])),
+    ...(results.skipped ?? []).map((s) => `- ${s.label}: not run: ${s.reason}.`),
     `- ${n === 1 ? "One run" : `${n} runs; each figure is the median`}${results.quick ? " (--quick: smaller scenarios)" : ""}.`,
     ...results.runs.map(
       (run, i) =>
         `- Run ${i + 1}: load average ${run.loadStart.join(" ")} at the start, ${run.loadEnd.join(" ")} at the end.`,
     ),
     "  (1, 5 and 15 minutes. After the start of run 1 they include the bench's own server, workers and publisher.)",
+    ...(results.stopped
+      ? [`- **Stopped before the end** (${results.stopped}): a figure is the median of the runs that reached it.`]
+      : []),
     ...(busy(results)
       ? [
           `- **This machine was shared with other work during the run** (load average ${results.runs[0]?.loadStart[0]} before it`,
@@ -233,8 +272,8 @@ export function renderMarkdown(results: Results): string {
         ]
       : []),
     "- The load generator and the publisher run on the same machine as the server: on few cores they take",
-    "  CPU from it. CPU-seconds are the server process's own (`/proc/<pid>/stat`), which holds when the",
-    "  machine is busy; rates and latencies do not.",
+    "  CPU from it. CPU-seconds are those of the server's own processes (`/proc/<pid>/stat`), which hold",
+    "  when the machine is busy; rates and latencies do not.",
     "",
     table(header, rows),
     "",
@@ -247,5 +286,11 @@ export function renderMarkdown(results: Results): string {
     table(["metric", ...servers.map((s) => s.label)], perRun),
     "",
     ...(failures.length > 0 ? ["## Failures", "", ...failures, ""] : []),
+    "## More results",
+    "",
+    "Written by hand from other benches, in files of their own that `npm run bench` leaves alone:",
+    "",
+    ...MORE_RESULTS.map(({ file, title, source }) => `- [${title}](${file}), ${source}.`),
+    "",
   ].join("\n");
 }

@@ -3,7 +3,8 @@
  * processes, and writes the results (Markdown and JSON). Options:
  *   --quick              smaller scenarios, one run: about a minute
  *   --runs <n>           runs of everything (default 3; 1 with --quick); figures are medians
- *   --servers <a,b>      herald, plain-http, better-sse, fastify-sse (default: all)
+ *   --servers <a,b>      herald, nchan, plain-http, better-sse, fastify-sse (default: all; nchan only
+ *                        when nginx and its nchan module are installed, see peers/nchan.ts)
  *   --scenarios <a,b>    fanout-1k, fanout-10k, idle, slow, publish (default: all)
  *   --workers <n>        load-generator processes (default 4)
  *   --out <file.md>      where to write (default bench/RESULTS.md; bench/RESULTS-quick.md with --quick)
@@ -12,6 +13,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { parseArgs } from "node:util";
+import { findNchan, nchanServer } from "./peers/nchan.js";
 import { type Outcome, type Results, renderMarkdown } from "./report.js";
 import { FULL, fanout, idle, publishRate, QUICK, type Scenario, slowClients } from "./scenarios.js";
 import { killAllServers, type ServerSpec } from "./server-process.js";
@@ -20,6 +22,7 @@ import { WorkerPool } from "./worker-pool.js";
 const root = (path: string) => new URL(`../${path}`, import.meta.url).pathname;
 const peer = (name: string) => new URL(`./peers/${name}.js`, import.meta.url).pathname;
 
+const nchan = findNchan();
 const SERVERS: ServerSpec[] = [
   // Per-request log lines would dominate a publish benchmark; warnings and errors still log.
   {
@@ -34,6 +37,8 @@ const SERVERS: ServerSpec[] = [
     // counts events), which would hide what the stalled clients cost.
     envFor: { slow: { HISTORY_SIZE: "100" } },
   },
+  // The fastest peer, when installed; not a Node server.
+  ...("missing" in nchan ? [] : [nchanServer(nchan)]),
   { name: "plain-http", label: "node:http", script: peer("plain-http") },
   { name: "better-sse", label: "better-sse", script: peer("better-sse") },
   { name: "fastify-sse", label: "@fastify/sse", script: peer("fastify-sse") },
@@ -67,6 +72,18 @@ function pick<T>(all: Record<string, T>, list: string | undefined, what: string)
   return names;
 }
 
+const skipped: NonNullable<Results["skipped"]> = [];
+if ("missing" in nchan) {
+  if (args.servers?.split(",").includes("nchan")) {
+    console.error(`bench: nginx+nchan cannot run: ${nchan.missing}`);
+    process.exit(1);
+  }
+  if (args.servers === undefined) {
+    console.log(`bench: skipping the nginx+nchan peer: ${nchan.missing}`);
+    skipped.push({ label: "nginx+nchan", reason: nchan.missing });
+  }
+}
+
 const quick = args.quick;
 const scale = quick ? QUICK : FULL;
 const runs = Number(args.runs ?? (quick ? 1 : 3));
@@ -88,6 +105,12 @@ process.on("exit", cleanUp);
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     console.error(`bench: ${signal}, stopping every process it started`);
+    // What finished so far stays in the results, marked as stopped; a run with nothing finished goes.
+    results.runs = results.runs.filter((run) => Object.values(run.outcomes).some((o) => Object.keys(o).length > 0));
+    if (results.runs.length > 0) {
+      results.stopped = `${signal} after ${((Date.now() - startedAt) / 60_000).toFixed(0)} minutes`;
+      write();
+    }
     process.exit(130);
   });
 }
@@ -97,6 +120,7 @@ setTimeout(() => {
 }, HARD_LIMIT_MS).unref();
 
 const load = () => loadavg().map((l) => Number(l.toFixed(2)));
+const startedAt = Date.now();
 const results: Results = {
   date: new Date().toISOString(),
   command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`,
@@ -108,7 +132,8 @@ const results: Results = {
     kernel: release(),
     memoryGb: Math.round(totalmem() / 1024 ** 3),
   },
-  servers: servers.map(({ name, label }) => ({ name, label })),
+  servers: servers.map(({ name, label, about }) => ({ name, label, ...(about ? { about } : {}) })),
+  skipped,
   runs: [],
 };
 
@@ -137,9 +162,10 @@ for (let r = 0; r < runs; r++) {
       const took = ((Date.now() - started) / 1000).toFixed(1);
       console.log(`run ${r + 1}/${runs} ${scenario} ${server.name} (${took} s): ${JSON.stringify(outcomes[scenario])}`);
     }
+    // After each scenario, so a long run stopped halfway keeps what it measured.
+    run.loadEnd = load();
+    write();
   }
-  run.loadEnd = load();
-  write();
 }
 console.log(`bench: wrote ${out}`);
 process.exit(0);

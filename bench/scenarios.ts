@@ -71,7 +71,8 @@ async function withServer(
   body: (server: RunningServer, publisher: Publisher) => Promise<Figures>,
 ): Promise<Figures> {
   const server = await startServer(spec, START_TIMEOUT_MS);
-  const publisher = new Publisher(server.port, connections);
+  const publisher = new Publisher(server.port, connections, spec.rawPublishPath);
+  pool.ids = spec.ids ?? "sequence";
   try {
     return await body(server, publisher);
   } finally {

@@ -1,7 +1,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { Histogram } from "./histogram.js";
-import type { ClientKind, Command, WorkerMessage, WorkerReport } from "./protocol.js";
+import type { ClientKind, Command, IdScheme, WorkerMessage, WorkerReport } from "./protocol.js";
 
 const WORKER = fileURLToPath(new URL("./load-worker.js", import.meta.url));
 /**
@@ -30,6 +30,8 @@ export class WorkerPool {
   #seq = 0;
   /** Called whenever some worker reports progress. */
   onProgress: () => void = () => {};
+  /** How the server under test numbers its events: set before its streams connect. */
+  ids: IdScheme = "sequence";
 
   constructor(count: number) {
     this.#workers = Array.from({ length: count }, () =>
@@ -92,6 +94,7 @@ export class WorkerPool {
           path,
           count: share,
           kind,
+          ids: this.ids,
           localAddress: `127.0.0.${2 + i}`,
           timeoutMs,
           after,
