@@ -188,6 +188,12 @@ function busy(results: Results): boolean {
  */
 const MORE_RESULTS: { file: string; title: string; source: string }[] = [
   {
+    file: "RESULTS-publish.md",
+    title: "Publish throughput: batches and single events, on each broker",
+    source:
+      "from `npm run bench:publish` (issue 12), which `npm run bench` runs last (Herald only: no peer takes batches)",
+  },
+  {
     file: "RESULTS-http2-notes.md",
     title: "HTTP/2 beside HTTP/1.1",
     source:

@@ -9,7 +9,9 @@
  *   --workers <n>        load-generator processes (default 4)
  *   --out <file.md>      where to write (default bench/RESULTS.md; bench/RESULTS-quick.md with --quick)
  *   --node-args=<args>   extra node options for the servers, e.g. --node-args="--cpu-prof --cpu-prof-dir=/tmp/prof"
+ * A full run (no --quick, --servers or --scenarios) ends with `bench:publish` (publish-throughput.ts).
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { parseArgs } from "node:util";
@@ -168,4 +170,8 @@ for (let r = 0; r < runs; r++) {
   }
 }
 console.log(`bench: wrote ${out}`);
+// Herald alone (no peer publishes batches): its own file, which RESULTS.md links to.
+if (!quick && args.servers === undefined && args.scenarios === undefined) {
+  execFileSync(process.execPath, [new URL("./publish-throughput.js", import.meta.url).pathname], { stdio: "inherit" });
+}
 process.exit(0);
