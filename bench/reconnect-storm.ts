@@ -145,7 +145,10 @@ class StormWorkers {
     for (const worker of this.#workers) if (worker.exitCode === null) worker.kill("SIGKILL");
   }
 
-  #ask(i: number, command: Omit<Extract<StormCommand, { cmd: "open" }>, "seq"> | { cmd: "report" }): Promise<StormMessage> {
+  #ask(
+    i: number,
+    command: Omit<Extract<StormCommand, { cmd: "open" }>, "seq"> | { cmd: "report" },
+  ): Promise<StormMessage> {
     const seq = ++this.#seq;
     return new Promise((resolve, reject) => {
       this.#waiting.set(seq, (message) => {
@@ -159,14 +162,17 @@ class StormWorkers {
 
 /** CPU and RSS of one process, sampled every `SAMPLE_MS`. */
 class Sampler {
-  readonly samples: { at: number; cpuS: number; rss: number }[] = [];
+  readonly samples: { at: number; cpuS: number; waitS: number; rss: number }[] = [];
   readonly #timer: NodeJS.Timeout;
 
   constructor(herald: HeraldProcess) {
     const sample = () => {
       const cpuS = herald.cpuSeconds();
       const rss = herald.rssBytes();
-      if (cpuS !== undefined && rss !== undefined) this.samples.push({ at: monoMs(), cpuS, rss });
+      const waitS = herald.waitSeconds();
+      if (cpuS !== undefined && rss !== undefined && waitS !== undefined) {
+        this.samples.push({ at: monoMs(), cpuS, waitS, rss });
+      }
     };
     sample();
     this.#timer = setInterval(sample, SAMPLE_MS);
@@ -176,8 +182,11 @@ class Sampler {
     clearInterval(this.#timer);
   }
 
-  /** Peak CPU (% of one core, over `CPU_WINDOW_MS` windows), mean CPU and peak RSS between two times. */
-  between(from: number, to: number): { peakCpu: number; meanCpu: number; peakRssMb: number } {
+  /**
+   * Peak CPU (% of one core, over `CPU_WINDOW_MS` windows), mean CPU and peak RSS between two times,
+   * and the share of that time the main thread was runnable but waiting for a core (a busy machine).
+   */
+  between(from: number, to: number): { peakCpu: number; meanCpu: number; meanWait: number; peakRssMb: number } {
     const inside = this.samples.filter((s) => s.at >= from - CPU_WINDOW_MS && s.at <= to);
     let peakCpu = 0;
     let peakRss = 0;
@@ -192,9 +201,15 @@ class Sampler {
     }
     const first = inside.find((s) => s.at >= from);
     const last = inside.at(-1);
-    const meanCpu =
-      first && last && last.at > first.at ? ((last.cpuS - first.cpuS) * 100_000) / (last.at - first.at) : 0;
-    return { peakCpu: Math.round(peakCpu), meanCpu: Math.round(meanCpu), peakRssMb: Math.round(peakRss / 2 ** 20) };
+    const span = first && last && last.at > first.at ? last.at - first.at : 0;
+    const meanCpu = first && last && span > 0 ? ((last.cpuS - first.cpuS) * 100_000) / span : 0;
+    const meanWait = first && last && span > 0 ? ((last.waitS - first.waitS) * 100_000) / span : 0;
+    return {
+      peakCpu: Math.round(peakCpu),
+      meanCpu: Math.round(meanCpu),
+      meanWait: Math.round(meanWait),
+      peakRssMb: Math.round(peakRss / 2 ** 20),
+    };
   }
 }
 
@@ -273,7 +288,9 @@ async function main(): Promise<void> {
   try {
     const ports = broker === "sqlite" ? [await freePort()] : [await freePort(), await freePort()];
     // The storm lands on the restarted process (sqlite) or on the second node (redis).
-    ports.forEach((port, i) => heralds.push(new HeraldProcess(port, env, START_TIMEOUT_MS, i === 1 ? nodeArgs : [])));
+    for (const [i, port] of ports.entries()) {
+      heralds.push(new HeraldProcess(port, env, START_TIMEOUT_MS, i === 1 ? nodeArgs : []));
+    }
     await Promise.all(heralds.map((h) => h.ready));
     // Redis: clients alternate between the nodes; each lists the other node second.
     const clientPorts = Array.from({ length: subscribers }, (_, c) =>
@@ -324,7 +341,13 @@ async function main(): Promise<void> {
     const mark = Math.max(publisher.dueBy(readyAt), sentBeforeKill + 1);
     await workers.until(mark, RECOVERY_TIMEOUT_MS).catch(async (err: Error) => {
       const reports = await workers.reports();
-      console.error(JSON.stringify(reports.map(({ completeAt: _, reopenedAt: __, ...r }) => r), null, 2));
+      console.error(
+        JSON.stringify(
+          reports.map(({ completeAt: _, reopenedAt: __, ...r }) => r),
+          null,
+          2,
+        ),
+      );
       throw err;
     });
     await sleep(Number(args["tail-s"]) * 1000);
@@ -375,6 +398,8 @@ async function main(): Promise<void> {
       steadyRssMb: steady.peakRssMb,
       stormPeakCpuPercent: storm.peakCpu,
       stormMeanCpuPercent: storm.meanCpu,
+      /** Of the storm's wall time, the share Herald's main thread was ready to run but had no core. */
+      stormWaitingForCpuPercent: storm.meanWait,
       stormPeakRssMb: storm.peakRssMb,
       refused: merge(reports.map((r) => r.refused)),
       failedAttempts: merge(reports.map((r) => r.failed)),

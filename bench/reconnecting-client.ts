@@ -54,6 +54,7 @@ export class ReconnectingClient {
   #retryAfterMs = 0;
   #body = "";
   #bodyLength = 0;
+  #bodyChunked = false;
   #open = false;
   // Chunked framing: bytes left in the current chunk, and a partial size line.
   #chunkLeft = 0;
@@ -150,13 +151,9 @@ export class ReconnectingClient {
   }
 
   #refused(): void {
-    let code = "";
-    try {
-      code = String((JSON.parse(this.#body) as { code?: unknown }).code ?? "");
-    } catch {
-      // Not JSON: the status says enough.
-    }
-    this.#events.refused(this, `${this.#status}${code === "" ? "" : ` ${code}`}`);
+    // Herald's error bodies are JSON with a `code`; the regex also reads one in a chunked body.
+    const code = /"code" *: *"([^"]*)"/.exec(this.#body)?.[1];
+    this.#events.refused(this, `${this.#status}${code === undefined ? "" : ` ${code}`}`);
     this.#failedInRow = 0;
     this.#schedule(Math.max(this.retryMs, this.#retryAfterMs));
   }
@@ -182,6 +179,7 @@ export class ReconnectingClient {
         this.#retryAfterMs = Number(/\r\nretry-after: *(\d+)/i.exec(text)?.[1] ?? 0) * 1000;
         this.#body = rest.toString("latin1");
         this.#bodyLength = Number(/\r\ncontent-length: *(\d+)/i.exec(text)?.[1] ?? 0);
+        this.#bodyChunked = /\r\ntransfer-encoding: *chunked/i.test(text);
         this.#endRefusal();
       }
       return;
@@ -194,9 +192,12 @@ export class ReconnectingClient {
     this.#dechunk(chunk);
   }
 
-  /** Once a refusal's body is complete (or has no length), done with the connection: its close reports it. */
+  /** Once a refusal's body is complete, done with the connection: its close reports it. */
   #endRefusal(): void {
-    if (this.#body.length >= this.#bodyLength) this.#socket?.destroy();
+    const complete = this.#bodyChunked
+      ? this.#body.startsWith("0\r\n") || this.#body.includes("\r\n0\r\n")
+      : this.#body.length >= this.#bodyLength;
+    if (complete) this.#socket?.destroy();
   }
 
   /** HTTP/1.1 chunked framing (RFC 9112 §7.1): passes each chunk's bytes on to the event parser. */

@@ -76,7 +76,7 @@ export class HeraldProcess {
     child.stdout?.on("data", (chunk) => {
       for (const line of String(chunk).split("\n")) {
         if (/"level":[4-6]0/.test(line) && !line.includes("JWT_KEY is not set")) {
-          this.#stderr = (this.#stderr + line + "\n").slice(-4_000);
+          this.#stderr = `${this.#stderr}${line}\n`.slice(-4_000);
         }
       }
     });
@@ -93,6 +93,15 @@ export class HeraldProcess {
       const stat = readFileSync(`/proc/${this.pid}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Seconds the process's main thread has spent runnable but waiting for a CPU (/proc/<pid>/schedstat). */
+  waitSeconds(): number | undefined {
+    try {
+      return Number(readFileSync(`/proc/${this.pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
     } catch {
       return undefined;
     }
