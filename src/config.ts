@@ -7,6 +7,11 @@ export interface Config {
   host: string;
   heartbeatMs: number;
   retryMs: number;
+  /**
+   * Each stream announces `retryMs` plus a random delay up to this, so the clients of a node that
+   * dies do not all come back in the same instant; `undefined`: half of `retryMs`.
+   */
+  retryJitterMs: number | undefined;
   historySize: number;
   tickMs: number;
   /** `*`, or the exact origins allowed to call Herald from a browser. */
@@ -84,6 +89,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = {
   host: "127.0.0.1",
   heartbeatMs: 15_000,
   retryMs: 3_000,
+  retryJitterMs: undefined,
   historySize: 10_000,
   tickMs: 1_000,
   corsOrigin: "*",
@@ -138,6 +144,12 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
     throw new ConfigError(`${name}=${JSON.stringify(raw)} is invalid: use a whole number from ${min} to ${max}`);
   }
   return value;
+}
+
+/** Like `integer`, but unset (or empty) stays `undefined`, for a default derived from another setting. */
+function optionalInteger(env: Env, name: string, min: number, max: number): number | undefined {
+  const raw = env[name]?.trim();
+  return raw === undefined || raw === "" ? undefined : integer(env, name, 0, min, max);
 }
 
 function corsOrigin(env: Env): Config["corsOrigin"] {
@@ -350,6 +362,7 @@ export function loadConfig(env: Env): Config {
     host: host(env),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
     retryMs: integer(env, "RETRY_MS", d.retryMs, 0, 3_600_000),
+    retryJitterMs: optionalInteger(env, "RETRY_JITTER_MS", 0, 3_600_000),
     historySize: integer(env, "HISTORY_SIZE", d.historySize, 1, 10_000_000),
     tickMs: integer(env, "TICK_MS", d.tickMs, 100, 60_000),
     corsOrigin: corsOrigin(env),

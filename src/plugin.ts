@@ -223,6 +223,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
   const streams = new StreamRegistry({
     heartbeatMs: config.heartbeatMs,
     retryMs: config.retryMs,
+    retryJitterMs: config.retryJitterMs,
     maxSubscriberBufferBytes: config.maxSubscriberBufferBytes,
     maxConnections: config.maxConnections,
     maxConnectionsPerIp: config.maxConnectionsPerIp,

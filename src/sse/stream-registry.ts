@@ -13,6 +13,8 @@ import type { StreamWriter } from "./stream-writer.js";
 export interface StreamRegistryOptions {
   heartbeatMs: number;
   retryMs: number;
+  /** Each stream announces `retryMs` plus a random delay in [0, retryJitterMs]; unset: half of `retryMs`. */
+  retryJitterMs?: number;
   maxSubscriberBufferBytes: number;
   /** Open streams, all clients together; 0 for no limit. */
   maxConnections?: number;
@@ -30,6 +32,22 @@ const SSE_HEADERS = {
 };
 
 const CRLF = "\r\n";
+
+/**
+ * Distinct `retry:` lines a registry encodes, evenly spaced over the jitter range. Streams pick one
+ * at random and keep no copy, so the jitter costs no bytes per stream.
+ */
+const RETRY_LINES = 64;
+
+/**
+ * The `retry:` lines streams choose from: `retryMs`, `retryMs + jitterMs` and evenly spaced values
+ * between (one line, `retryMs`, when `jitterMs` is 0).
+ */
+function encodeRetryLines(retryMs: number, jitterMs: number): Buffer[] {
+  const count = Math.min(RETRY_LINES, jitterMs + 1);
+  if (count === 1) return [encodeRetry(retryMs)];
+  return Array.from({ length: count }, (_, i) => encodeRetry(retryMs + Math.round((i * jitterMs) / (count - 1))));
+}
 
 /**
  * `parts[0..count)` as one Buffer; with `chunked`, framed as one HTTP/1.1 chunk
@@ -70,7 +88,8 @@ interface CachedFrame {
  */
 export class StreamRegistry implements StreamOwner {
   readonly #options: StreamRegistryOptions;
-  readonly #retryBytes: Buffer;
+  /** When a node dies, its clients come back after the delay they were told: spread over these. */
+  readonly #retryLines: Buffer[];
   readonly #streams = new Set<SseStream>();
   /** Open streams per client address, for `maxConnectionsPerIp`. */
   readonly #perIp = new Map<string, number>();
@@ -93,7 +112,8 @@ export class StreamRegistry implements StreamOwner {
 
   constructor(options: StreamRegistryOptions) {
     this.#options = options;
-    this.#retryBytes = encodeRetry(options.retryMs);
+    const jitterMs = options.retryJitterMs ?? Math.floor(options.retryMs / 2);
+    this.#retryLines = encodeRetryLines(options.retryMs, jitterMs);
   }
 
   /** Open streams right now. */
@@ -110,7 +130,7 @@ export class StreamRegistry implements StreamOwner {
 
   /**
    * Takes over `reply` and starts an event stream on it: headers set so far (CORS) plus the SSE
-   * headers, then the `retry:` line, flushed at once so clients see the stream open. Over a
+   * headers, then the `retry:` line (with its jitter), flushed at once so clients see the stream open. Over a
    * connection limit it throws instead (503 or 429, with `Retry-After`) and nothing is opened.
    * The limits count streams, not connections: HTTP/2 streams sharing one connection count one each.
    */
@@ -124,7 +144,8 @@ export class StreamRegistry implements StreamOwner {
       if (value !== undefined) headers[name] = value;
     }
     const writer = createWriter(reply.request.raw, reply.raw);
-    writer.open(headers, this.#retryBytes);
+    const lines = this.#retryLines;
+    writer.open(headers, lines[Math.floor(Math.random() * lines.length)] as Buffer);
     const stream = new SseStream(writer, this, this.#options.maxSubscriberBufferBytes);
     this.#streams.add(stream);
     this.#perIp.set(ip, fromIp + 1);

@@ -31,7 +31,9 @@ export async function startServer(
   port = 0,
   options: BuildAppOptions = {},
 ): Promise<TestServer> {
-  const app = await buildApp({ ...DEFAULT_CONFIG, logLevel: "silent", ...overrides, host: "127.0.0.1", port }, options);
+  // Tests read the retry line as RETRY_MS exactly; retry-jitter.test.ts turns the jitter back on.
+  const config = { ...DEFAULT_CONFIG, logLevel: "silent", retryJitterMs: 0, ...overrides, host: "127.0.0.1", port };
+  const app = await buildApp(config as Config, options);
   await app.listen({ host: "127.0.0.1", port });
   const address = app.server.address();
   if (address === null || typeof address === "string") throw new Error("no TCP address");

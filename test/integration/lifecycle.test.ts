@@ -101,7 +101,7 @@ describe("start-up configuration", () => {
 
   it("reads .env from the working directory, with the environment taking precedence", async () => {
     const dir = mkdtempSync(join(tmpdir(), "herald-env-"));
-    writeFileSync(join(dir, ".env"), "TICK_MS=5\nRETRY_MS=1234\n");
+    writeFileSync(join(dir, ".env"), "TICK_MS=5\nRETRY_MS=1234\nRETRY_JITTER_MS=0\n");
     const bad = runHerald({}, dir);
     running.push(bad);
     expect((await bad.exit).code).toBe(1);

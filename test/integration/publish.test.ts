@@ -61,7 +61,7 @@ describe("POST /events", () => {
   it("takes a form sent with an upper-case Content-Type, retry included, and sends that retry", async () => {
     await app.listen({ host: "127.0.0.1", port: 0 });
     const stream = await openStream(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/events`);
-    await stream.until("the stream to open", (s) => s.retry === DEFAULT_CONFIG.retryMs);
+    await stream.until("the stream to open", (s) => s.retry !== undefined);
     const res = await app.inject({
       method: "POST",
       url: "/events",

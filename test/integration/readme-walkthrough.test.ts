@@ -83,6 +83,10 @@ describe("README, Security: the walkthrough", () => {
       },
       10_000,
     );
-    expect(stream).toMatch(/^retry: 3000\n\nid: \S+\ndata: paid\n\n$/);
+    expect(stream).toMatch(/^retry: \d+\n\nid: \S+\ndata: paid\n\n$/);
+    // RETRY_MS (3000) plus up to half of it in jitter.
+    const retry = Number(/^retry: (\d+)/.exec(stream)?.[1]);
+    expect(retry).toBeGreaterThanOrEqual(3_000);
+    expect(retry).toBeLessThanOrEqual(4_500);
   });
 });
