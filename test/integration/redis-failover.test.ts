@@ -173,7 +173,8 @@ describe("REDIS_WAIT_REPLICAS", () => {
       redisUrl: primary.url,
       redisPrefix: prefix,
       redisWaitReplicas: 1,
-      redisWaitTimeoutMs: 200,
+      // Long enough for a replica on a loaded machine, short enough for the test.
+      redisWaitTimeoutMs: 1_000,
     });
     try {
       const alone = await publishTo(server.url, { topic: "f", data: "replicated?" });
