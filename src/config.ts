@@ -5,6 +5,8 @@ import { parseJwtKey } from "./auth/jwt-verifier.js";
 export interface Config {
   port: number;
   host: string;
+  /** Connections the kernel queues before Herald accepts them (capped by the kernel's somaxconn). */
+  listenBacklog: number;
   heartbeatMs: number;
   retryMs: number;
   /**
@@ -87,6 +89,7 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export const DEFAULT_CONFIG: Readonly<Config> = {
   port: 3000,
   host: "127.0.0.1",
+  listenBacklog: 4_096,
   heartbeatMs: 15_000,
   retryMs: 3_000,
   retryJitterMs: undefined,
@@ -360,6 +363,7 @@ export function loadConfig(env: Env): Config {
   const config = checkEventFitsBuffer({
     port: integer(env, "PORT", d.port, 0, 65_535),
     host: host(env),
+    listenBacklog: integer(env, "LISTEN_BACKLOG", d.listenBacklog, 1, 65_535),
     heartbeatMs: integer(env, "HEARTBEAT_MS", d.heartbeatMs, 10, 3_600_000),
     retryMs: integer(env, "RETRY_MS", d.retryMs, 0, 3_600_000),
     retryJitterMs: optionalInteger(env, "RETRY_JITTER_MS", 0, 3_600_000),

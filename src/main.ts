@@ -73,13 +73,15 @@ const shutdown = closeWithGrace(
 onTerminalGone(() => {
   if (!shuttingDown) shutdown.close();
 });
-const address = await app.listen({ port: config.port, host: config.host }).catch(async (err: NodeJS.ErrnoException) => {
-  const reason = describeListenError(err, config);
-  if (reason === undefined) throw err;
-  console.error(`herald: could not listen: ${reason}`);
-  await app.close();
-  process.exit(1);
-});
+const address = await app
+  .listen({ port: config.port, host: config.host, backlog: config.listenBacklog })
+  .catch(async (err: NodeJS.ErrnoException) => {
+    const reason = describeListenError(err, config);
+    if (reason === undefined) throw err;
+    console.error(`herald: could not listen: ${reason}`);
+    await app.close();
+    process.exit(1);
+  });
 const port = (app.server.address() as { port: number }).port;
 const url = listenUrl(new URL(address).protocol, config.host, port);
 const pretty = resolveLogFormat(config.logFormat, process.stdout.isTTY === true) === "pretty";

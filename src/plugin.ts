@@ -67,7 +67,16 @@ const DASHBOARD_HELMET = {
 };
 
 /** Settings that belong to the server, not to a plugin inside someone's app. */
-const SERVER_SETTINGS = ["port", "host", "logLevel", "logFormat", "trustProxy", "tlsCertFile", "tlsKeyFile"] as const;
+const SERVER_SETTINGS = [
+  "port",
+  "host",
+  "listenBacklog",
+  "logLevel",
+  "logFormat",
+  "trustProxy",
+  "tlsCertFile",
+  "tlsKeyFile",
+] as const;
 type ServerSetting = (typeof SERVER_SETTINGS)[number];
 
 /** The settings a plugin takes: every environment setting but the server's, in camelCase. */

@@ -124,6 +124,21 @@ describe("start-up", () => {
       `herald: could not listen: port ${port} on 127.0.0.1 is already in use (another Herald, or another server). Set PORT to a free port`,
     );
   });
+
+  it("asks the kernel for the LISTEN_BACKLOG it is given, 4096 by default (Node's own is 511)", async () => {
+    // `ss` shows a listening socket's backlog as its Send-Q; the kernel caps it at somaxconn.
+    const somaxconn = Number(readFileSync("/proc/sys/net/core/somaxconn", "utf8"));
+    const backlogOf = (url: string) => {
+      const port = new URL(url).port;
+      const out = spawnSync("ss", ["-ltnH", `sport = :${port}`], { encoding: "utf8" }).stdout;
+      return Number(out.trim().split(/\s+/)[2]);
+    };
+    const chosen = runHerald({ LISTEN_BACKLOG: "1234" });
+    const byDefault = runHerald({});
+    running.push(chosen, byDefault);
+    expect(backlogOf(await chosen.url)).toBe(Math.min(1234, somaxconn));
+    expect(backlogOf(await byDefault.url)).toBe(Math.min(4096, somaxconn));
+  });
 });
 
 describe("logs", () => {

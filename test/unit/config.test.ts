@@ -15,6 +15,7 @@ describe("loadConfig", () => {
     expect(loadConfig({})).toEqual({
       port: 3000,
       host: "127.0.0.1",
+      listenBacklog: 4_096,
       heartbeatMs: 15_000,
       retryMs: 3_000,
       retryJitterMs: undefined,
@@ -58,6 +59,7 @@ describe("loadConfig", () => {
       loadConfig({
         PORT: "8080",
         HOST: "::",
+        LISTEN_BACKLOG: "1024",
         HEARTBEAT_MS: "5000",
         RETRY_MS: "0",
         RETRY_JITTER_MS: "250",
@@ -94,6 +96,7 @@ describe("loadConfig", () => {
     ).toEqual({
       port: 8080,
       host: "::",
+      listenBacklog: 1_024,
       heartbeatMs: 5_000,
       retryMs: 0,
       retryJitterMs: 250,
