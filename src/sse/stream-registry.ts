@@ -4,6 +4,7 @@ import type { FastifyReply } from "fastify";
 import { ConnectionLimitError, IpConnectionLimitError } from "../errors.js";
 import { clientKey } from "../limits/client-key.js";
 import { encodeRetry, HEARTBEAT_BYTES } from "./encode.js";
+import { isEndWatched } from "./end-watched.js";
 import { Http1Writer } from "./http1-writer.js";
 import { Http2Writer } from "./http2-writer.js";
 import { SseStream, type StreamOwner } from "./sse-stream.js";
@@ -125,6 +126,7 @@ export class StreamRegistry implements StreamOwner {
     }
     const writer = createWriter(reply.request.raw, reply.raw);
     writer.open(headers, this.#retryBytes);
+    if (writer instanceof Http1Writer && !isEndWatched(reply)) writer.release();
     const stream = new SseStream(writer, this, this.#options.maxSubscriberBufferBytes);
     this.#streams.add(stream);
     this.#perIp.set(ip, fromIp + 1);
