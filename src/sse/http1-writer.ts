@@ -26,6 +26,10 @@
  * - `socket.parser` and `parser.incoming`: the connection's parser, and the request it parsed last;
  * - `freeParser(parser, req, socket)` and `res.detachSocket(socket)`.
  *
+ * A taken-over connection has also left the server's list of connections: `server.closeAllConnections()`
+ * no longer sees it (Herald ends its streams itself on close), and `node:http` no longer answers a
+ * request pipelined behind the stream (it never could: the stream does not end).
+ *
  * `test/unit/http1-internals.test.ts` pins each of these, and fails loudly if a Node release changes one.
  */
 import type { EventEmitter } from "node:events";
