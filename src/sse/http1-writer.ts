@@ -83,17 +83,17 @@ function destroyOnError(this: Socket): void {
   this.destroy();
 }
 
-/** Writers opened this turn, released once the parser that called the handler has returned (see `release`). */
-let releasing: Http1Writer[] = [];
-
-function releaseAll(): void {
-  const writers = releasing;
-  releasing = [];
-  for (const writer of writers) writer.takeOver();
-}
-
 /** An event stream on an HTTP/1.x response: chunks framed here, written straight to the socket. */
 export class Http1Writer implements StreamWriter {
+  /** Writers released this turn, taken over once the parser that called their handlers has returned. */
+  static #releasing: Http1Writer[] = [];
+
+  static #takeOverReleased(): void {
+    const writers = Http1Writer.#releasing;
+    Http1Writer.#releasing = [];
+    for (const writer of writers) writer.#takeOver();
+  }
+
   /** The request and response, until the stream takes the connection over from `node:http`. */
   #req: IncomingMessage | undefined;
   #res: ServerResponse | undefined;
@@ -132,8 +132,8 @@ export class Http1Writer implements StreamWriter {
    * Only for a response nobody else watches any more: `node:http` will never see it finish.
    */
   release(): void {
-    if (releasing.length === 0) setImmediate(releaseAll);
-    releasing.push(this);
+    if (Http1Writer.#releasing.length === 0) setImmediate(() => Http1Writer.#takeOverReleased());
+    Http1Writer.#releasing.push(this);
   }
 
   /**
@@ -141,7 +141,7 @@ export class Http1Writer implements StreamWriter {
    * not closed or ended meanwhile, not a pipelined response waiting its turn, no later request
    * parsed on it. Otherwise, or if Node's listeners are not the ones expected, leaves it with `node:http`.
    */
-  takeOver(): void {
+  #takeOver(): void {
     const req = this.#req;
     const res = this.#res;
     const socket = this.#socket;
