@@ -18,13 +18,20 @@ export function trackIdleConnections(server: Server): () => void {
   const unused = new Set<Socket>();
   const sessions = new Set<Http2Session>();
   const secure = server instanceof TlsServer;
+  // One listener for every socket, not a closure each: a socket that carries an event stream
+  // lives for hours, and at tens of thousands of them every object per socket counts.
+  function forget(this: Socket): void {
+    unused.delete(this);
+  }
   server.on(secure ? "secureConnection" : "connection", (socket: Socket) => {
     // An HTTP/2 connection is its session, closed below; its requests never name this socket.
     if (secure && (socket as TLSSocket).alpnProtocol === "h2") return;
     unused.add(socket);
-    socket.once("close", () => unused.delete(socket));
+    socket.on("close", forget);
   });
-  server.on("request", (request: IncomingMessage) => unused.delete(request.socket));
+  server.on("request", (request: IncomingMessage) => {
+    if (unused.delete(request.socket)) request.socket.off("close", forget);
+  });
   server.on("session", (session: Http2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));

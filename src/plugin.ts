@@ -387,6 +387,8 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
       await prepare(app);
       // Before the routes: swagger collects them as they are added.
       await openapiRoutes(app, setup.prefix);
+      // Before the routes: it times the publish route as it is added.
+      await app.register(metricsRoutes, { hub, streams, ticks, subscriber });
       await app.register(eventsRoutes, {
         hub,
         streams,
@@ -402,7 +404,6 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
       await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
       await app.register(statsRoutes, { hub, streams, ticks, subscriber });
       await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, expiry, retryMs: config.retryMs });
-      await app.register(metricsRoutes, { hub, streams, ticks, subscriber });
       await app.register(healthRoutes, { broker });
       if (setup.dashboard) {
         // Helmet builds its headers on each request: scoped to the dashboard, it costs publishes and streams nothing.

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { JwtVerifier, TokenClaims } from "../auth/jwt-verifier.js";
 import type { TokenExpiry } from "../auth/token-expiry.js";
 import type { EventInput, PublishResult } from "../broker/broker.js";
@@ -167,10 +167,15 @@ export async function mercureRoutes(app: FastifyInstance, options: MercureRoutes
       throw new TokenMissingError("Subscribing (ANONYMOUS_SUBSCRIBERS=false)");
     }
     reply.header("cache-control", NO_CACHE).header("pragma", "no-cache").header("expires", "0");
+    // The hub may keep this opener as long as the stream lives: it must not keep the reply, which
+    // the stream lets go once it is open (see src/sse/http1-writer.ts).
+    let unopened: FastifyReply | undefined = reply;
     const open = (resumedAfter: string | undefined) => {
+      const target = unopened as FastifyReply;
+      unopened = undefined;
       // Header values are bytes: an id beyond Latin-1 goes as its UTF-8 bytes, as browsers send Last-Event-ID.
-      if (resumedAfter !== undefined) reply.header("last-event-id", Buffer.from(resumedAfter).toString("latin1"));
-      const stream = streams.open(reply);
+      if (resumedAfter !== undefined) target.header("last-event-id", Buffer.from(resumedAfter).toString("latin1"));
+      const stream = streams.open(target);
       if (claims?.expiresAt !== undefined) expiry.track(stream, claims.expiresAt);
       const leave = options.onSubscribe?.({
         subscriberId: `urn:uuid:${randomUUID()}`,

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { type StatsRoutesOptions, statsAccess } from "./stats.js";
@@ -115,11 +115,15 @@ async function metrics(app: FastifyInstance, { hub, streams, ticks, subscriber }
     registers: [register],
   });
 
-  // On the root instance (fastify-plugin): an encapsulated hook would not see the publish route.
-  app.addHook("onResponse", async (request, reply) => {
-    if (request.method === "POST" && request.routeOptions.url === "/events") {
-      publishDuration.observe({ status: String(reply.statusCode) }, reply.elapsedTime / 1_000);
-    }
+  // On the publish route only, not on every route of the instance: a route with an `onResponse`
+  // hook makes each of its streams keep Fastify's request and reply for its whole life (see
+  // src/sse/end-watched.ts). `onRoute` sees the routes added after it: register this plugin first.
+  const observePublish = async (_request: FastifyRequest, reply: FastifyReply) => {
+    publishDuration.observe({ status: String(reply.statusCode) }, reply.elapsedTime / 1_000);
+  };
+  app.addHook("onRoute", (route) => {
+    if (route.method !== "POST" || route.routePath !== "/events") return;
+    route.onResponse = [route.onResponse ?? []].flat().concat(observePublish);
   });
 
   const scraped = Registry.merge([processMetrics(), register]);

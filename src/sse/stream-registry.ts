@@ -4,6 +4,7 @@ import type { FastifyReply } from "fastify";
 import { ConnectionLimitError, IpConnectionLimitError } from "../errors.js";
 import { clientKey } from "../limits/client-key.js";
 import { encodeRetry, HEARTBEAT_BYTES } from "./encode.js";
+import { isEndWatched } from "./end-watched.js";
 import { Http1Writer } from "./http1-writer.js";
 import { Http2Writer } from "./http2-writer.js";
 import { SseStream, type StreamOwner } from "./sse-stream.js";
@@ -146,6 +147,7 @@ export class StreamRegistry implements StreamOwner {
     const writer = createWriter(reply.request.raw, reply.raw);
     const lines = this.#retryLines;
     writer.open(headers, lines[Math.floor(Math.random() * lines.length)] as Buffer);
+    if (writer instanceof Http1Writer && !isEndWatched(reply)) writer.release();
     const stream = new SseStream(writer, this, this.#options.maxSubscriberBufferBytes);
     this.#streams.add(stream);
     this.#perIp.set(ip, fromIp + 1);
