@@ -9,6 +9,7 @@
  *   --subscribers <n>    default 10000          --workers <n>     client processes (default 4)
  *   --rate <n>           events/s (default 2)   --retry-ms <ms>   RETRY_MS (default 2000)
  *   --jitter-ms <ms>     RETRY_JITTER_MS (default 0; "unset" leaves Herald's default, half of RETRY_MS)
+ *   --backlog <n>        LISTEN_BACKLOG (default: Herald's, 4096; 511 is Node's own default)
  *   --down-ms <ms>       sqlite: from the kill to the restart (default 1000, a supervisor's restart delay)
  *   --max-connections <n>  MAX_CONNECTIONS (default 12000)
  *   --warmup-s <s> / --tail-s <s>  publishing before the kill / after every client is back (default 3 / 3)
@@ -51,6 +52,7 @@ const { values: args } = parseArgs({
     rate: { type: "string", default: "2" },
     "retry-ms": { type: "string", default: "2000" },
     "jitter-ms": { type: "string", default: "0" },
+    backlog: { type: "string" },
     "down-ms": { type: "string", default: "1000" },
     "max-connections": { type: "string", default: "12000" },
     "warmup-s": { type: "string", default: "3" },
@@ -273,6 +275,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: "warn",
     RETRY_MS: String(retryMs),
     ...(jitter === "unset" ? {} : { RETRY_JITTER_MS: jitter }),
+    ...(args.backlog === undefined ? {} : { LISTEN_BACKLOG: args.backlog }),
     MAX_CONNECTIONS: args["max-connections"],
     // The subscribers come from four loopback addresses and the publisher from one: per-client
     // limits meant for the open internet would refuse most of them.
