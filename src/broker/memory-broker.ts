@@ -37,9 +37,14 @@ export class MemoryBroker implements Broker {
   readonly #ring: (StoredEvent | undefined)[];
   /** Sequence number of every id still in history. */
   readonly #seqById = new Map<string, number>();
-  /** Ids that left history, oldest first, at most `#retiredCapacity`: refused to new events. */
+  /** Ids that left history, at most `#retiredCapacity`: refused to new events. */
   readonly #retired = new Set<string>();
-  readonly #retiredCapacity: number;
+  /**
+   * The same ids in the order they left, in a ring: the oldest is forgotten in O(1). (Taking a
+   * Set's first value after many deletions walks past every deleted entry.)
+   */
+  readonly #retiredOrder: (string | undefined)[];
+  #retiredNext = 0;
   readonly #listeners = new Listeners();
   readonly #run = randomBytes(4).readUInt32BE().toString(36);
   /** Sequence number of the newest event; 0 before the first. */
@@ -51,7 +56,7 @@ export class MemoryBroker implements Broker {
     this.#size = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#ring = new Array(options.historySize);
-    this.#retiredCapacity = retiredIdCapacity(options.historySize);
+    this.#retiredOrder = new Array(retiredIdCapacity(options.historySize));
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
@@ -150,10 +155,11 @@ export class MemoryBroker implements Broker {
     const evicted = this.#ring[slot];
     if (evicted !== undefined) {
       this.#seqById.delete(evicted.id);
+      const forgotten = this.#retiredOrder[this.#retiredNext];
+      if (forgotten !== undefined) this.#retired.delete(forgotten);
+      this.#retiredOrder[this.#retiredNext] = evicted.id;
+      this.#retiredNext = (this.#retiredNext + 1) % this.#retiredOrder.length;
       this.#retired.add(evicted.id);
-      if (this.#retired.size > this.#retiredCapacity) {
-        this.#retired.delete(this.#retired.values().next().value as string);
-      }
     }
     this.#ring[slot] = undefined;
     this.#oldest++;

@@ -346,6 +346,17 @@ export interface PublishAnswer {
   duplicate?: true;
 }
 
+/** The last acceptance time formatted, and its text: the events of a batch mostly share one millisecond. */
+let lastTime = Number.NaN;
+let lastIso = "";
+function isoTime(time: number): string {
+  if (time !== lastTime) {
+    lastTime = time;
+    lastIso = new Date(time).toISOString();
+  }
+  return lastIso;
+}
+
 /** The answer to a publish of `event`, `duplicate` when it was already in history. */
 export function publishAnswer(event: StoredEvent, duplicate: boolean): PublishAnswer {
   return {
@@ -354,7 +365,7 @@ export function publishAnswer(event: StoredEvent, duplicate: boolean): PublishAn
     ...(event.event !== undefined && { event: event.event }),
     ...(event.alternates !== undefined && event.alternates.length > 0 && { alternates: event.alternates }),
     ...(event.private && { private: true }),
-    time: new Date(event.time).toISOString(),
+    time: isoTime(event.time),
     ...(duplicate && { duplicate: true }),
   };
 }
