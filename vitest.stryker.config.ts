@@ -15,6 +15,10 @@ export default defineConfig({
       "test/integration/envelope.test.ts",
       "test/integration/publish.test.ts",
       "test/integration/storage-failure.test.ts",
+      "test/integration/resume-ids.test.ts",
+      "test/integration/replay-memory.test.ts",
+      "test/integration/mercure.test.ts",
+      "test/integration/mercure-replay.test.ts",
     ],
     exclude: ["test/unit/bench-*.test.ts"],
     // Multi-megabyte replays, run for every mutant they cover: slow, and the next replay test
