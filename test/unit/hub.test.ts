@@ -446,8 +446,7 @@ describe("Hub, replay from a Last-Event-ID", () => {
     const l = new FakeStream();
     await hub2.subscribe(l.asStream, ["a"], "earliest");
     expect(l.events).toHaveLength(20);
-    expect(limits[0]).toBe(16);
-    expect(limits.slice(1, -1).every((limit) => limit === 2)).toBe(true);
+    expect(limits).toEqual([16, 2, 2]);
   });
 
   it("waits for the socket to drain after each 64 KiB batch of replay", async () => {
@@ -493,6 +492,67 @@ describe("Hub, replay from a Last-Event-ID", () => {
     expect(s.droppedTooSlow).toBe("default");
     expect(hub.counters.replaysStalled).toBe(1);
     expect(s.events).toHaveLength(4);
+  });
+
+  it("waits for a drain once a batch reaches exactly 64 KiB", async () => {
+    const broker = new MemoryBroker({ historySize: 100 });
+    const hub = await startHub(broker);
+    // "id: eN\n" (7 bytes) + "data: " and the data and "\n" (7 + 16,369) + "\n": 16,384 bytes each.
+    for (let i = 1; i <= 6; i++) await broker.publish({ topic: "a", id: `e${i}`, data: "x".repeat(16_369) });
+    const s = new FakeStream();
+    let closed: (drained: boolean) => void = () => {};
+    s.drainResult = new Promise<boolean>((resolve) => {
+      closed = resolve;
+    });
+    const subscribing = hub.subscribe(s.asStream, ["a"], "earliest");
+    await turnsUntil(() => s.drains === 1);
+    expect(s.sentBuffers.map((b) => b.length)).toEqual([16_384, 16_384, 16_384, 16_384]);
+    s.close();
+    closed(false);
+    await subscribing;
+  });
+
+  it("sends at most replayLimit events in one replay", async () => {
+    const broker = new MemoryBroker({ historySize: 100 });
+    const hub = await startHub(broker, { replayLimit: 3 });
+    await publishAll(broker, "a", ["1", "2", "3", "4", "5"]);
+    const s = new FakeStream();
+    await hub.subscribe(s.asStream, ["a"], "earliest");
+    expect(s.data).toEqual(["1", "2", "3"]);
+    expect(hub.counters.delivered).toBe(3);
+  });
+
+  it("replays nothing from earliest on an empty history, then goes live", async () => {
+    const broker = new MemoryBroker({ historySize: 100 });
+    const hub = await startHub(broker);
+    const s = new FakeStream();
+    await hub.subscribe(s.asStream, ["a"], "earliest");
+    await broker.publish({ topic: "a", data: "live" });
+    expect(s.data).toEqual(["live"]);
+    expect(hub.counters).toMatchObject({ replays: 1, resets: 0 });
+  });
+
+  it("holds live events up to exactly maxPendingBytes during a replay", async () => {
+    const readGate = gate();
+    class SlowBroker extends MemoryBroker {
+      override async read(afterPos: string, limit: number) {
+        const page = await super.read(afterPos, limit);
+        await readGate.promise;
+        return page;
+      }
+    }
+    const broker = new SlowBroker({ historySize: 100 });
+    // One held event of "id: p1\n" + "data: xxxxxxxxxx\n" + "\n": 7 + 17 + 1 bytes.
+    const hub = await startHub(broker, { maxPendingBytes: 25 });
+    await publishAll(broker, "a", ["old"]);
+    const s = new FakeStream();
+    const subscribing = hub.subscribe(s.asStream, ["a"], "earliest");
+    await vi.waitFor(() => expect(hub.topicCounts()).toEqual({ a: 1 }));
+    await broker.publish({ topic: "a", id: "p1", data: "x".repeat(10) });
+    readGate.open();
+    await subscribing;
+    expect(s.droppedTooSlow).toBeUndefined();
+    expect(s.data).toEqual(["old", "x".repeat(10)]);
   });
 
   it("stops the replay when the stream closes while it waits for a drain", async () => {
