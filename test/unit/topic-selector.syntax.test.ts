@@ -1,6 +1,19 @@
 import { describe, expect, it } from "vitest";
 import { compileSelector, TopicSelector } from "../../src/hub/topic-selector.js";
 
+describe("compileSelector's cache", () => {
+  it("keeps 10,000 compiled selectors, then drops the oldest: subscribers choose selectors, so it is bounded", () => {
+    const first = compileSelector("cache-bound/{first}");
+    for (let i = 0; i < 9_999; i++) compileSelector(`cache-bound/${i}/{id}`);
+    expect(compileSelector("cache-bound/{first}")).toBe(first);
+    // The cache may hold selectors of other tests: enough new ones push the first out whatever they are.
+    for (let i = 0; i < 10_000; i++) compileSelector(`cache-bound/more/${i}/{id}`);
+    const again = compileSelector("cache-bound/{first}");
+    expect(again).not.toBe(first);
+    expect(again.matches("cache-bound/x")).toBe(true);
+  });
+});
+
 /**
  * Which selectors are URI templates (and so select more than themselves): RFC 6570 §2.1–2.2 as
  * Mercure reads it. A selector that is not well-formed selects only itself, so getting this wrong
@@ -40,6 +53,8 @@ describe("TopicSelector, template syntax", () => {
     ["\ud800", false],
     ["\ud800x", false],
     ["\udbff\udfff", true],
+    ["\ud800\udc00", true],
+    ["\ud800\ue000", false],
     ["\udc00", false],
     ["\udfff", false],
   ])("takes %j in a literal only if it is a Unicode character RFC 6570 allows: %s", (literal, allowed) => {
@@ -70,6 +85,9 @@ describe("TopicSelector, template syntax", () => {
 
   it("takes prefixes, explodes and empty variable names as the Go library does", () => {
     expect(new TopicSelector("{x:3}").matches("abcdef")).toBe(true);
+    expect(new TopicSelector("{x:10}").template).toBe(true);
+    expect(new TopicSelector("{x:9999}").template).toBe(true);
+    expect(new TopicSelector("{%4}").template).toBe(false);
     expect(new TopicSelector("{%41b}").matches("v")).toBe(true);
     expect(new TopicSelector("a/{}").matches("a/v")).toBe(true);
   });
@@ -84,6 +102,19 @@ describe("TopicSelector, template syntax", () => {
     // Named operators allow "=" in every value.
     expect(new TopicSelector("{;x,y}").matches(";a=1;b=2")).toBe(true);
     expect(new TopicSelector("{.x,y}").matches(".a=1")).toBe(false);
+  });
+
+  it("matches each operator's values: upper case and digits everywhere, reserved characters only for + and #", () => {
+    expect(new TopicSelector("{x}").matches("AZaz09-._~")).toBe(true);
+    expect(new TopicSelector("{x}").matches("%AF%af")).toBe(true);
+    expect(new TopicSelector("{+x}").matches("A/Z:0")).toBe(true);
+    expect(new TopicSelector("{&x}").matches("&a=1")).toBe(true);
+    expect(new TopicSelector("{&x,y}").matches("&a=1&b=2")).toBe(true);
+    expect(new TopicSelector("{&x}").matches("a=1")).toBe(false);
+    expect(new TopicSelector("{&x}").matches("?a=1")).toBe(false);
+    expect(new TopicSelector("{&x}").matches("&a/b")).toBe(false);
+    expect(new TopicSelector("{;x}").matches(";a/b")).toBe(false);
+    expect(new TopicSelector("{?x}").matches("?a:b")).toBe(false);
   });
 
   it("checks the literal text around the expressions, including when they would overlap", () => {
