@@ -113,7 +113,10 @@ describe("replay with Last-Event-ID", () => {
     stream.close();
   });
 
-  it("has no gap and no duplicate between replay and live while publishes race the reconnect", async () => {
+  it("has no gap and no duplicate between replay and live while publishes race the reconnect", async ({ skip }) => {
+    // Left out of mutation runs (vitest.stryker.config.ts sets the variable): it replays megabytes for
+    // every mutant it covers, and its "live events arrived mid-replay" check needs timing a loaded machine lacks.
+    skip(process.env.HERALD_MUTATION_RUN === "1", "left out of mutation runs");
     const server = await start({ historySize: 5_000 });
     // 160 events of 60 KiB: each replay below is 7 to 10 MB, more than the socket buffers of a
     // client that does not read can take (about 4 MB on Linux), so it stalls mid-way, waiting for

@@ -42,8 +42,10 @@ describe("encodeEvent", () => {
   });
 
   it.each(["a\nb", "a\rb", "a\0b"])("refuses an id or event containing a line break or NUL: %j", (bad) => {
-    expect(() => encodeEvent({ id: bad, data: "x" })).toThrow(TypeError);
-    expect(() => encodeEvent({ event: bad, data: "x" })).toThrow(TypeError);
+    expect(() => encodeEvent({ id: bad, data: "x" })).toThrow(new TypeError("SSE id must not contain CR, LF or NUL"));
+    expect(() => encodeEvent({ event: bad, data: "x" })).toThrow(
+      new TypeError("SSE event must not contain CR, LF or NUL"),
+    );
   });
 });
 
