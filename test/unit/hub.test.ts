@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { TopicGrant } from "../../src/auth/topic-grant.js";
 import type { StoredEvent } from "../../src/broker/broker.js";
 import { MemoryBroker } from "../../src/broker/memory-broker.js";
+import { SqliteBroker } from "../../src/broker/sqlite-broker.js";
 import { Hub, type HubOptions, REPLAY_PAGE_EVENTS } from "../../src/hub/hub.js";
 import type { SseStream } from "../../src/sse/sse-stream.js";
 import { silentLogger } from "../helpers/server.js";
@@ -672,5 +673,64 @@ describe("Hub, opening the response after the Last-Event-ID lookup", () => {
     await hub.subscribe(s.asStream, ["a"], "earliest");
     expect(s.ended).toBe(true);
     expect(s.events).toEqual([]);
+  });
+});
+
+describe("Hub, batches", () => {
+  it("publishes a batch as one unit, counts only new events, and names the item an error is about", async () => {
+    const broker = new MemoryBroker({ historySize: 100 });
+    const hub = await startHub(broker, { maxEventBytes: 200 });
+    const results = await hub.publishBatch([
+      { topic: "a", data: "1", id: "one" },
+      { topic: "a", data: "1", id: "one" },
+      { topic: "a", data: "2" },
+    ]);
+    expect(results.map((r) => r.duplicate)).toEqual([false, true, false]);
+    expect(hub.counters.published).toBe(2);
+    // Refused by the hub's own checks, before the broker sees anything.
+    await expect(
+      hub.publishBatch([
+        { topic: "a", data: "3" },
+        { topic: "a", data: "x".repeat(300) },
+      ]),
+    ).rejects.toMatchObject({ code: "HERALD_EVENT_TOO_LARGE", index: 1, message: expect.stringMatching(/^item 1: /) });
+    await expect(hub.publishBatch([{ topic: "a", data: "3", id: "earliest" }])).rejects.toMatchObject({
+      index: 0,
+      message: expect.stringMatching(/^item 0: id "earliest" is reserved/),
+    });
+    // Refused by the broker: the item it names.
+    await expect(
+      hub.publishBatch([
+        { topic: "a", data: "3" },
+        { topic: "a", data: "other", id: "one" },
+      ]),
+    ).rejects.toMatchObject({
+      code: "HERALD_ID_CONFLICT",
+      index: 1,
+      message: expect.stringMatching(/^item 1: An event/),
+    });
+    // A single publish's errors carry no item.
+    await expect(hub.publish({ topic: "a", data: "other", id: "one" })).rejects.toMatchObject({
+      message: expect.stringMatching(/^An event with id "one"/),
+    });
+    expect(hub.counters.published).toBe(2);
+    expect((await broker.read("", 10)).map((e) => e.data)).toEqual(["1", "2"]);
+  });
+
+  it("passes on a broker failure that names no item as it is", async () => {
+    // A real storage failure: a SQLite database that is closed.
+    const broker = SqliteBroker.open({ path: ":memory:", historySize: 100 });
+    const hub = new Hub({
+      broker,
+      replayLimit: 100,
+      maxPendingBytes: 1 << 20,
+      maxEventBytes: 1 << 20,
+      log: silentLogger,
+    });
+    await broker.close();
+    await expect(hub.publishBatch([{ topic: "a", data: "1" }])).rejects.toMatchObject({
+      code: "HERALD_BROKER_UNAVAILABLE",
+      message: expect.stringMatching(/^Herald cannot reach its storage/),
+    });
   });
 });
