@@ -21,12 +21,12 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { appendFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
+import { freePort } from "./server-process.js";
 import { HeraldProcess, killAllHeralds } from "./storm-herald.js";
 import { monoMs, type StormCommand, type StormMessage, type StormReport } from "./storm-protocol.js";
 import { StormPublisher } from "./storm-publisher.js";
@@ -222,19 +222,6 @@ function listenDrops(): { overflows: number; drops: number } {
   const values = lines.filter((l) => l.startsWith("TcpExt:"))[1]?.split(" ") ?? [];
   const get = (name: string) => Number(values[names.indexOf(name)] ?? 0);
   return { overflows: get("ListenOverflows"), drops: get("ListenDrops") };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
 }
 
 function percentile(sorted: number[], p: number): number {

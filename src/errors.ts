@@ -157,6 +157,15 @@ export const SubscriptionNotFoundError = createError<"HERALD_SUBSCRIPTION_NOT_FO
   404,
 );
 
+/**
+ * Marks `err` as about the batch item at `index`: its message starts `item <index>: `, and
+ * `index` says which, whichever front door or layer refused it.
+ */
+export function itemError<E extends Error>(err: E, index: number): E & { index: number } {
+  err.message = `item ${index}: ${err.message}`;
+  return Object.assign(err, { index });
+}
+
 /** Every registered error constructor, for the test that checks the README table. */
 export const ERRORS = [
   InvalidJsonError,

@@ -16,8 +16,8 @@ import { createBroker } from "./broker/create-broker.js";
 import { type BrokerKind, type Config, ConfigError, DEFAULT_CONFIG, loadConfig } from "./config.js";
 import {
   BodyTooLargeError,
-  InvalidEventError,
   InvalidJsonError,
+  itemError,
   NotFoundError,
   PrivateUnavailableError,
   UnsupportedMediaTypeError,
@@ -267,7 +267,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
     if (validateBody(body)) return body as PublishBody;
     const err = bodyError((validateBody.errors ?? []) as FastifySchemaValidationError[]);
     if (at === undefined) throw err;
-    throw new InvalidEventError(`item ${at}: ${err.message}`, { cause: err });
+    throw itemError(err, at);
   };
   const checkPrivate = (input: EventInput) => {
     if (input.private && subscriber === undefined) throw new PrivateUnavailableError();

@@ -1,7 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { TopicGrant } from "../auth/topic-grant.js";
 import {
-  atItem,
   type Broker,
   EARLIEST_ID,
   type EventInput,
@@ -10,7 +9,7 @@ import {
   type StoredEvent,
   type TopicSelection,
 } from "../broker/broker.js";
-import { EventTooLargeError, InvalidEventError } from "../errors.js";
+import { EventTooLargeError, InvalidEventError, itemError } from "../errors.js";
 import { encodedSize, encodeEvent } from "../sse/encode.js";
 import { encodeEnvelope } from "../sse/envelope.js";
 import type { SseStream } from "../sse/sse-stream.js";
@@ -229,15 +228,11 @@ export class Hub {
    * one, and any refusal refuses them all, its message starting `item <index>:`.
    */
   async publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
-    const item = (err: Error, index: number) => {
-      err.message = `item ${index}: ${err.message}`;
-      return atItem(err, index);
-    };
     for (const [index, input] of inputs.entries()) {
       try {
         this.#check(input);
       } catch (err) {
-        throw item(err as Error, index);
+        throw itemError(err as Error, index);
       }
     }
     let results: PublishResult[];
@@ -245,7 +240,7 @@ export class Hub {
       results = await this.#broker.publishBatch(inputs);
     } catch (err) {
       const index = (err as { index?: unknown }).index;
-      throw typeof index === "number" ? item(err as Error, index) : err;
+      throw typeof index === "number" ? itemError(err as Error, index) : err;
     }
     for (const result of results) if (!result.duplicate) this.counters.published++;
     return results;

@@ -7,6 +7,7 @@ import {
   InvalidEventError,
   InvalidQueryError,
   InvalidTopicError,
+  itemError,
   PrivateUnavailableError,
   TokenMissingError,
   TopicForbiddenError,
@@ -138,12 +139,6 @@ export function batchSizeError(maxBatchEvents: number): Error {
   return new InvalidEventError(
     `A batch holds 1 to ${maxBatchEvents} events (MAX_BATCH_EVENTS): send a non-empty array, split a larger one`,
   );
-}
-
-/** Prefixes `err`'s message with the batch item it is about: `item 3: ...`. */
-function itemError(err: Error, index: number): Error {
-  err.message = `item ${index}: ${err.message}`;
-  return err;
 }
 
 /** Turns the first schema violation of one event into an error that says which field is wrong and what it takes. */

@@ -1,14 +1,22 @@
 import { request } from "undici";
 
-/** POSTs one event (or a batch, as an array) as JSON to `${url}/events`; returns the status and the parsed body. */
-export async function publishTo(
-  url: string,
-  body: Record<string, unknown> | Record<string, unknown>[],
-): Promise<{ status: number; json: { id?: string; ids?: string[]; code?: string; message?: string } }> {
+/** What a publish answers, as far as most tests read it. */
+interface PublishJson {
+  id?: string;
+  ids?: string[];
+  code?: string;
+  message?: string;
+}
+
+/**
+ * POSTs `body` as JSON to `${url}/events` (an event, a batch as an array, or anything a test
+ * wants refused); returns the status and the parsed answer.
+ */
+export async function publishTo<T = PublishJson>(url: string, body: unknown): Promise<{ status: number; json: T }> {
   const res = await request(`${url}/events`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify(body),
   });
-  return { status: res.statusCode, json: (await res.body.json()) as { id?: string } };
+  return { status: res.statusCode, json: (await res.body.json()) as T };
 }

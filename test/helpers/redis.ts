@@ -9,6 +9,16 @@ export function uniquePrefix(): string {
   return `herald-test:${process.pid}:${randomBytes(4).toString("hex")}`;
 }
 
+/**
+ * A server's settings for the test Redis under a fresh key prefix, which is added to `prefixes`
+ * for the test file to `deleteKeys` afterwards.
+ */
+export function redisSettings(prefixes: string[]) {
+  const redisPrefix = uniquePrefix();
+  prefixes.push(redisPrefix);
+  return { broker: "redis" as const, redisUrl: REDIS_URL, redisPrefix };
+}
+
 /** Deletes every key under `prefix`. */
 export async function deleteKeys(prefix: string, url = REDIS_URL): Promise<void> {
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });

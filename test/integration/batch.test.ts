@@ -2,10 +2,10 @@ import { mkdtempSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { request } from "undici";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config.js";
-import { deleteKeys, REDIS_URL, uniquePrefix } from "../helpers/redis.js";
+import { publishTo } from "../helpers/publish.js";
+import { deleteKeys, redisSettings } from "../helpers/redis.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { openStream } from "../helpers/stream.js";
 import { waitFor } from "../helpers/wait.js";
@@ -34,12 +34,8 @@ interface Answer {
 }
 
 async function post(server: TestServer, body: unknown): Promise<{ status: number; body: Answer & Answer[] }> {
-  const res = await request(`${server.url}/events`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return { status: res.statusCode, body: (await res.body.json()) as Answer & Answer[] };
+  const { status, json } = await publishTo<Answer & Answer[]>(server.url, body);
+  return { status, body: json };
 }
 
 /**
@@ -77,14 +73,7 @@ async function rawChunks(url: string, path: string) {
 const engines: [string, () => Partial<Config>][] = [
   ["memory", () => ({ broker: "memory" })],
   ["sqlite", () => ({ broker: "sqlite", databasePath: join(mkdtempSync(join(tmpdir(), "herald-batch-")), "h.db") })],
-  [
-    "redis",
-    () => {
-      const redisPrefix = uniquePrefix();
-      prefixes.push(redisPrefix);
-      return { broker: "redis", redisUrl: REDIS_URL, redisPrefix };
-    },
-  ],
+  ["redis", () => redisSettings(prefixes)],
 ];
 
 describe.each(engines)("POST /events with a batch (%s broker)", (_name, engine) => {

@@ -7,7 +7,7 @@ import { EventSource } from "eventsource";
 import { request } from "undici";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { Config } from "../../src/config.js";
-import { deleteKeys, REDIS_URL, uniquePrefix } from "../helpers/redis.js";
+import { deleteKeys, redisSettings } from "../helpers/redis.js";
 import { startServer, type TestServer } from "../helpers/server.js";
 import { openStream } from "../helpers/stream.js";
 import { waitFor } from "../helpers/wait.js";
@@ -35,16 +35,10 @@ const prefixes: string[] = [];
 afterAll(async () => {
   await Promise.all(prefixes.map((prefix) => deleteKeys(prefix)));
 });
-function redisEngine(): Partial<Config> {
-  const redisPrefix = uniquePrefix();
-  prefixes.push(redisPrefix);
-  return { broker: "redis", redisUrl: REDIS_URL, redisPrefix };
-}
-
 const engines: [string, () => Partial<Config>][] = [
   ["memory", () => ({ broker: "memory" })],
   ["sqlite", () => ({ broker: "sqlite", databasePath: join(mkdtempSync(join(tmpdir(), "herald-ids-")), "h.db") })],
-  ["redis", redisEngine],
+  ["redis", () => redisSettings(prefixes)],
 ];
 
 describe.each(engines)("a publisher id that left history (%s broker)", (_name, engine) => {
