@@ -30,23 +30,39 @@ export interface MemoryBrokerOptions {
  * left it in a bounded set. Single node only, and a restart forgets everything (ids from a
  * previous run are then reported as not found, and publisher ids may be used again).
  * Ids are `<run>-<sequence>`: the run part, random per process, is what tells a previous run's id apart.
+ * Such an id names its own place in the ring, so only the others (publishers' ids, and the rare
+ * assigned id that needed a suffix) are kept in maps: an event with an assigned id costs no map work.
  */
 export class MemoryBroker implements Broker {
   readonly #size: number;
   readonly #ttlMs: number;
   readonly #ring: (StoredEvent | undefined)[];
-  /** Sequence number of every id still in history. */
+  /** Per ring slot: 1 when its event's id is in `#seqById` (not the `<run>-<sequence>` it would be given). */
+  readonly #mapped: Uint8Array;
+  /** Sequence number of every id still in history that does not name its own sequence number. */
   readonly #seqById = new Map<string, number>();
-  /** Ids that left history, at most `#retiredCapacity`: refused to new events. */
+  /**
+   * Of the last `retiredIdCapacity` ids that left history, those that were in `#seqById`: refused
+   * to new events. (The others are `<run>-<sequence>` ids, retired while their sequence number
+   * is within that many of the oldest in history.)
+   */
   readonly #retired = new Set<string>();
   /**
-   * The same ids in the order they left, in a ring: the oldest is forgotten in O(1). (Taking a
-   * Set's first value after many deletions walks past every deleted entry.)
+   * Every id that left history, in a ring of `retiredIdCapacity` (undefined for a `<run>-<sequence>`
+   * id): the oldest is forgotten in O(1). (Taking a Set's first value after many deletions walks
+   * past every deleted entry.)
    */
   readonly #retiredOrder: (string | undefined)[];
   #retiredNext = 0;
   readonly #listeners = new Listeners();
   readonly #run = randomBytes(4).readUInt32BE().toString(36);
+  /** What every id this broker assigns starts with. */
+  readonly #prefix = `${this.#run}-`;
+  /**
+   * Whether a publisher ever chose an id that starts with `#prefix`: from then on an assigned id
+   * is checked against stored, retired and batch ids (and given a suffix when taken).
+   */
+  #prefixChosen = false;
   /** Sequence number of the newest event; 0 before the first. */
   #seq = 0;
   /** Sequence number of the oldest event still in history. */
@@ -56,6 +72,7 @@ export class MemoryBroker implements Broker {
     this.#size = options.historySize;
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
     this.#ring = new Array(options.historySize);
+    this.#mapped = new Uint8Array(options.historySize);
     this.#retiredOrder = new Array(retiredIdCapacity(options.historySize));
   }
 
@@ -74,22 +91,24 @@ export class MemoryBroker implements Broker {
         repeats.push(undefined);
         continue;
       }
-      const seq = this.#seqById.get(input.id);
+      if (input.id.startsWith(this.#prefix)) this.#prefixChosen = true;
+      const seq = this.#seqOf(input.id);
       const earlier = firstOfBatch.get(input.id);
       const stored = seq !== undefined ? this.#at(seq) : earlier !== undefined ? inputs[earlier] : undefined;
       if (stored !== undefined && !sameContent(stored, input)) {
         throw atItem(new IdConflictError(JSON.stringify(input.id)), index);
       }
-      if (stored === undefined && this.#retired.has(input.id)) {
+      if (stored === undefined && this.#isRetired(input.id)) {
         throw atItem(new IdRetiredError(JSON.stringify(input.id)), index);
       }
       repeats.push(seq !== undefined ? this.#at(seq) : earlier);
       if (stored === undefined) firstOfBatch.set(input.id, index);
     }
     const results: PublishResult[] = [];
+    const time = Date.now();
     for (const [index, input] of inputs.entries()) {
       const repeat = repeats[index];
-      if (repeat === undefined) results.push({ event: this.#append(input, firstOfBatch), duplicate: false });
+      if (repeat === undefined) results.push({ event: this.#append(input, time, firstOfBatch), duplicate: false });
       else if (typeof repeat === "number")
         results.push({ event: (results[repeat] as PublishResult).event, duplicate: true });
       else results.push({ event: repeat, duplicate: true });
@@ -99,20 +118,61 @@ export class MemoryBroker implements Broker {
   }
 
   /** Stores one checked input under its id, or under a new one that none of `batchIds` takes. */
-  #append(input: EventInput, batchIds: ReadonlyMap<string, number>): StoredEvent {
+  #append(input: EventInput, time: number, batchIds: ReadonlyMap<string, number>): StoredEvent {
     const seq = ++this.#seq;
     let id = input.id;
+    let mapped = id !== undefined;
     if (id === undefined) {
-      id = `${this.#run}-${seq}`;
+      id = this.#prefix + seq;
       // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
-      while (this.#seqById.has(id) || this.#retired.has(id) || batchIds.has(id))
-        id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
+      while (this.#prefixChosen && (this.#seqById.has(id) || this.#retired.has(id) || batchIds.has(id))) {
+        id = `${this.#prefix}${seq}-${randomBytes(3).toString("hex")}`;
+        mapped = true;
+      }
     }
     if (seq - this.#oldest >= this.#size) this.#evictOldest();
-    const event: StoredEvent = { ...input, id, time: Date.now(), pos: seqPos(seq) };
-    this.#ring[seq % this.#size] = event;
-    this.#seqById.set(id, seq);
+    // Every field named, in one order: a spread of inputs of varied shapes costs several times more.
+    const event: StoredEvent = {
+      topic: input.topic,
+      alternates: input.alternates,
+      data: input.data,
+      event: input.event,
+      id,
+      retry: input.retry,
+      private: input.private,
+      time,
+      pos: seqPos(seq),
+    };
+    const slot = seq % this.#size;
+    this.#ring[slot] = event;
+    this.#mapped[slot] = mapped ? 1 : 0;
+    if (mapped) this.#seqById.set(id, seq);
     return event;
+  }
+
+  /** The sequence number of `id` when it is in history. */
+  #seqOf(id: string): number | undefined {
+    const mapped = this.#seqById.get(id);
+    if (mapped !== undefined) return mapped;
+    const seq = this.#ownSeq(id);
+    return seq !== undefined && seq >= this.#oldest && seq <= this.#seq && this.#at(seq).id === id ? seq : undefined;
+  }
+
+  /**
+   * Whether `id` is one of the last `retiredIdCapacity` ids that left history. A `<run>-<sequence>`
+   * id counts as such while its sequence number is that recent, even if its event had another id.
+   */
+  #isRetired(id: string): boolean {
+    if (this.#retired.has(id)) return true;
+    const seq = this.#ownSeq(id);
+    return seq !== undefined && seq < this.#oldest && seq >= this.#oldest - this.#retiredOrder.length;
+  }
+
+  /** The sequence number an id of the form this broker assigns (`<run>-<sequence>`) names. */
+  #ownSeq(id: string): number | undefined {
+    if (!id.startsWith(this.#prefix)) return undefined;
+    const digits = id.slice(this.#prefix.length);
+    return /^[1-9]\d{0,15}$/.test(digits) ? Number(digits) : undefined;
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {
@@ -124,7 +184,7 @@ export class MemoryBroker implements Broker {
     const newest = this.#seq >= this.#oldest ? this.#at(this.#seq) : undefined;
     const head = newest && { id: newest.id, pos: newest.pos };
     if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
-    const seq = this.#seqById.get(id);
+    const seq = this.#seqOf(id);
     return seq === undefined ? { found: false, head } : { found: true, pos: seqPos(seq), head };
   }
 
@@ -154,12 +214,16 @@ export class MemoryBroker implements Broker {
     const slot = this.#oldest % this.#size;
     const evicted = this.#ring[slot];
     if (evicted !== undefined) {
-      this.#seqById.delete(evicted.id);
       const forgotten = this.#retiredOrder[this.#retiredNext];
       if (forgotten !== undefined) this.#retired.delete(forgotten);
-      this.#retiredOrder[this.#retiredNext] = evicted.id;
+      if (this.#mapped[slot] === 1) {
+        this.#seqById.delete(evicted.id);
+        this.#retired.add(evicted.id);
+        this.#retiredOrder[this.#retiredNext] = evicted.id;
+      } else {
+        this.#retiredOrder[this.#retiredNext] = undefined;
+      }
       this.#retiredNext = (this.#retiredNext + 1) % this.#retiredOrder.length;
-      this.#retired.add(evicted.id);
     }
     this.#ring[slot] = undefined;
     this.#oldest++;

@@ -64,6 +64,20 @@ describe.each(engines)("%s", (_name, create) => {
     expect(again).toMatchObject({ duplicate: false, event: { id: "first", data: "first again" } });
   }, 60_000);
 
+  it("remembers the ids it assigned as it remembers chosen ones: the last RETIRED_IDS_MIN to leave", async () => {
+    const broker = make(1);
+    const assigned = (await broker.publish({ topic: "t", data: "first" })).event.id;
+    await publishFiller(broker, 10_000);
+    expect((await broker.locate(assigned)).found).toBe(false);
+    await expect(broker.publish({ topic: "t", data: "first", id: assigned })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    await publishFiller(broker, 1);
+    const again = await broker.publish({ topic: "t", data: "first again", id: assigned });
+    expect(again).toMatchObject({ duplicate: false, event: { id: assigned, data: "first again" } });
+    expect((await broker.locate(assigned)).found).toBe(true);
+  }, 60_000);
+
   it("never assigns an id a publisher chose that has since left history", async () => {
     const broker = make(2);
     const generated = (await broker.publish({ topic: "t", data: "1" })).event.id;
