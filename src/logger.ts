@@ -107,7 +107,7 @@ function writeFully(fd: number, buffer: Buffer): void {
 export class HeraldLogController extends LogController {
   /** Nothing at `info`; at `debug`, a response the client abandons (a stream it left) still gets its line. */
   override incomingRequest(request: FastifyRequest, reply: FastifyReply): void {
-    if (request.log.level !== "debug" && request.log.level !== "trace") return;
+    if (!logsDebug(request)) return;
     reply.raw.once("close", () => {
       // A finished response had its line from requestCompleted.
       if (!reply.raw.writableFinished) logLine(request, reply, "when the client left");
@@ -117,8 +117,13 @@ export class HeraldLogController extends LogController {
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     if (error) {
       reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, "request errored");
-    } else logLine(request, reply, "");
+    } else if (logsDebug(request)) logLine(request, reply, "");
   }
+}
+
+/** Whether `request`'s logger writes `debug` lines: when not, a line is not even composed. */
+function logsDebug(request: FastifyRequest): boolean {
+  return request.log.level === "debug" || request.log.level === "trace";
 }
 
 function logLine(request: FastifyRequest, reply: FastifyReply, note: string): void {
