@@ -86,7 +86,8 @@ export class MemoryBroker implements Broker {
     // noted then: storing the batch may evict the very event an item repeats.
     const repeats: (StoredEvent | number | undefined)[] = [];
     const firstOfBatch = new Map<string, number>();
-    for (const [index, input] of inputs.entries()) {
+    for (let index = 0; index < inputs.length; index++) {
+      const input = inputs[index] as EventInput;
       if (input.id === undefined) {
         repeats.push(undefined);
         continue;
@@ -106,10 +107,11 @@ export class MemoryBroker implements Broker {
     }
     const results: PublishResult[] = [];
     const time = Date.now();
-    for (const [index, input] of inputs.entries()) {
+    for (let index = 0; index < inputs.length; index++) {
       const repeat = repeats[index];
-      if (repeat === undefined) results.push({ event: this.#append(input, time, firstOfBatch), duplicate: false });
-      else if (typeof repeat === "number")
+      if (repeat === undefined) {
+        results.push({ event: this.#append(inputs[index] as EventInput, time, firstOfBatch), duplicate: false });
+      } else if (typeof repeat === "number")
         results.push({ event: (results[repeat] as PublishResult).event, duplicate: true });
       else results.push({ event: repeat, duplicate: true });
     }

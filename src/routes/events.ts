@@ -162,6 +162,16 @@ export function bodyError(errors: FastifySchemaValidationError[]): Error {
   return new InvalidEventError('The body must be a JSON object such as {"topic":"news","data":"hello"}');
 }
 
+/** The error for an event body's first invalid topic, if it has one; other faults are the schema's. */
+function badTopicError(item: unknown): Error | undefined {
+  const topic = (item as Record<string, unknown> | null | undefined)?.topic;
+  if (typeof topic === "string")
+    return isValidTopic(topic) ? undefined : new InvalidTopicError(describeBadTopic(topic));
+  if (!Array.isArray(topic)) return undefined;
+  const bad = topic.find((one) => typeof one === "string" && !isValidTopic(one));
+  return bad === undefined ? undefined : new InvalidTopicError(describeBadTopic(bad));
+}
+
 /** JSON strings are sent as their text; any other JSON value as its JSON encoding. */
 function encodeData(data: unknown): string {
   if (typeof data === "string") {
@@ -298,13 +308,14 @@ export async function eventsRoutes(app: FastifyInstance, options: EventsRoutesOp
         const isForm = request.headers["content-type"]?.toLowerCase().startsWith("application/x-www-form-urlencoded");
         if (isForm) rejectRepeatedFields(body);
         // Before the schema, which could only say "invalid topic", not which one and why.
-        const batch = Array.isArray(body);
-        for (const [index, item] of (batch ? (body as unknown[]) : [body]).entries()) {
-          for (const topic of [(item as Record<string, unknown> | undefined)?.topic].flat()) {
-            if (typeof topic !== "string" || isValidTopic(topic)) continue;
-            const err = new InvalidTopicError(describeBadTopic(topic));
-            throw batch ? itemError(err, index) : err;
+        if (Array.isArray(body)) {
+          for (let index = 0; index < body.length; index++) {
+            const err = badTopicError(body[index]);
+            if (err !== undefined) throw itemError(err, index);
           }
+        } else {
+          const err = badTopicError(body);
+          if (err !== undefined) throw err;
         }
         if (isForm && typeof body?.retry === "string") {
           if (/^\d{1,10}$/.test(body.retry)) body.retry = Number(body.retry);
