@@ -194,6 +194,33 @@ async function measure(server: RunningServer, pool: WorkerPool, mode: Mode, with
   };
 }
 
+/** The mode the floor is measured in: single events, subscribers connected on another topic. */
+const FLOOR_MODE = MODES.find((mode) => mode.perRequest === 1 && !mode.receiving) as Mode;
+/** What the floor row's broker column says. */
+const FLOOR_LABEL = "none: a bare Fastify route";
+
+/**
+ * The same single publishes sent to a Fastify route that only parses the JSON body and answers
+ * 201 with an id (the @fastify/sse peer's `POST /events`, with its subscribers on another topic):
+ * what a Fastify app can take on this machine with this load generator, whatever it does with the event.
+ */
+async function measureFloor(pool: WorkerPool): Promise<Figures> {
+  const server = await startServer(
+    { name: "fastify", label: "Fastify", script: new URL("./peers/fastify-sse.js", import.meta.url).pathname },
+    15_000,
+  );
+  try {
+    await pool.connect(server.port, "/events?topic=elsewhere", SUBSCRIBERS, "reader", 60_000);
+    await pool.phase(false);
+    const figures = await measure(server, pool, FLOOR_MODE, false);
+    console.log(`${FLOOR_LABEL}: ${Math.round(figures.acceptedPerS).toLocaleString("en-US")} events/s accepted`);
+    return { broker: FLOOR_LABEL, mode: FLOOR_MODE.name, ...figures };
+  } finally {
+    await pool.closeAll().catch(() => {});
+    await server.stop();
+  }
+}
+
 async function main(): Promise<void> {
   const pool = new WorkerPool(WORKERS);
   const results: Figures[] = [];
@@ -230,6 +257,7 @@ async function main(): Promise<void> {
         }
       }
     }
+    results.push(await measureFloor(pool));
   } finally {
     pool.kill();
     killAllServers();
@@ -257,7 +285,10 @@ idempotency check for every event, and subscribers' counts are checked but not t
 concurrent batches (memory and SQLite assign consecutive ids, and every subscriber is checked to get
 them in that order). Rows "subscribers on another topic": the ${SUBSCRIBERS} subscribers stay connected on
 another topic and receive nothing, and nothing holds the publisher back but Herald's answers: what
-Herald takes in, apart from what the load generator can read.
+Herald takes in, apart from what the load generator can read. The last row is a floor for single
+publishes: the same load against a Fastify route that parses the body and answers 201 with an id,
+and does nothing else (the @fastify/sse peer of \`npm run bench\`): no Herald can answer faster
+than the Fastify app it is, on this machine and with this load generator.
 
 Goals (issue 12): at least 200,000 events/s accepted in batches of 500 with 100 subscribers, on each
 broker; single publishes at least 20,000/s.
