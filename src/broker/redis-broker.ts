@@ -88,7 +88,14 @@ const STREAM_ID = /^\d+-\d+$/;
 const PUBLISH_SCRIPT = `
 local stream, keys, keytimes, seq, retired = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local n = (#ARGV - 3) / 8
+-- ARGV[4] names the arguments each item has, in order, one letter each: k its key, p the publisher's
+-- id, t topic, e event, d data, r retry, x private ('1'), a alternates (JSON). A field it does not
+-- name is empty in every item; an item without k has the publisher's id as key.
+local at = {}
+for j = 1, #ARGV[4] do at[string.sub(ARGV[4], j, j)] = j end
+local K, P, T, E, D, R, X, A = at.k or at.p, at.p, at.t, at.e, at.d, at.r, at.x, at.a
+local width = #ARGV[4]
+local n = (#ARGV - 4) / width
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
@@ -98,25 +105,28 @@ local SLICE = 1000
 local function sliced(command, key, list)
   for s = 1, #list, SLICE do redis.call(command, key, unpack(list, s, math.min(s + SLICE - 1, #list))) end
 end
--- Item i's arguments are ARGV[b + 1 .. b + 8]: pid, topic, event, data, retry, private, alternates, key.
-local function base(i) return 3 + (i - 1) * 8 end
+-- Item i's arguments are ARGV[b + 1 .. b + width].
+local function base(i) return 4 + (i - 1) * width end
+local function field(b, j) if j then return ARGV[b + j] end return '' end
 local function sameStored(fields, b)
   local f = {}
   for j = 1, #fields, 2 do f[fields[j]] = fields[j + 1] end
   local a = f['a'] or ''
   if a == '[]' then a = '' end
-  return f['t'] == ARGV[b + 2] and (f['e'] or '') == ARGV[b + 3] and f['d'] == ARGV[b + 4]
-    and (f['r'] or '') == ARGV[b + 5] and (f['x'] or '') == ARGV[b + 6] and a == ARGV[b + 7]
+  return f['t'] == ARGV[b + T] and (f['e'] or '') == field(b, E) and f['d'] == ARGV[b + D]
+    and (f['r'] or '') == field(b, R) and (f['x'] or '') == field(b, X) and a == field(b, A)
 end
 local function sameItems(a, b)
-  for j = 2, 7 do if ARGV[a + j] ~= ARGV[b + j] then return false end end
+  for j = 1, width do
+    if j ~= K and j ~= P and ARGV[a + j] ~= ARGV[b + j] then return false end
+  end
   return true
 end
 -- Every item's stream id (false when its key is not mapped) and retired score (false when not retired).
 local mappedTo, retiredAt = {}, {}
 for s = 1, n, SLICE do
   local names = {}
-  for i = s, math.min(s + SLICE - 1, n) do names[#names + 1] = ARGV[base(i) + 8] end
+  for i = s, math.min(s + SLICE - 1, n) do names[#names + 1] = ARGV[base(i) + K] end
   local sids = redis.call('HMGET', keys, unpack(names))
   local scores = redis.call('ZMSCORE', retired, unpack(names))
   for j = 1, #names do
@@ -127,7 +137,7 @@ end
 local plan, firstNew, fresh = {}, {}, 0
 for i = 1, n do
   local b = base(i)
-  local key = ARGV[b + 8]
+  local key = ARGV[b + K]
   local earlier = firstNew[key]
   if earlier then
     if not sameItems(base(earlier), b) then return {'conflict', i - 1} end
@@ -155,18 +165,18 @@ for i = 1, n do
   local b, p = base(i), plan[i]
   if p == false then
     number = number + 1
-    local fields = {'t', ARGV[b + 2], 'd', ARGV[b + 4], 'n', number}
-    if ARGV[b + 3] ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = ARGV[b + 3] end
-    if ARGV[b + 5] ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = ARGV[b + 5] end
-    if ARGV[b + 1] ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = ARGV[b + 1] end
-    if ARGV[b + 6] == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
-    if ARGV[b + 7] ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = ARGV[b + 7] end
+    local fields = {'t', ARGV[b + T], 'd', ARGV[b + D], 'n', number}
+    if field(b, E) ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = ARGV[b + E] end
+    if field(b, R) ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = ARGV[b + R] end
+    if field(b, P) ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = ARGV[b + P] end
+    if field(b, X) == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
+    if field(b, A) ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = ARGV[b + A] end
     -- Trimmed once below, after the whole batch: the same history as trimming at each XADD.
     local sid = redis.call('XADD', stream, '*', unpack(fields))
-    mapped[#mapped + 1] = ARGV[b + 8]
+    mapped[#mapped + 1] = ARGV[b + K]
     mapped[#mapped + 1] = sid
     timed[#timed + 1] = string.sub(sid, 1, string.find(sid, '-', 1, true) - 1)
-    timed[#timed + 1] = ARGV[b + 8]
+    timed[#timed + 1] = ARGV[b + K]
     out[i + 1] = sid
   elseif type(p) == 'number' then
     out[i + 1] = {'same', p - 1}
@@ -427,31 +437,48 @@ export class RedisBroker implements Broker {
   /** Publishes `inputs` in one script call; a `batch`'s unknown outcome names the ids of all its events. */
   async #publish(inputs: readonly EventInput[], batch: boolean): Promise<PublishResult[]> {
     if (inputs.length === 0) return [];
-    const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity];
-    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with them.
-    const keys = inputs.map((input, index) => {
-      if (input.id !== undefined && STREAM_ID.test(input.id)) {
-        // Redis may assign this very id to a later event: it cannot belong to a publisher.
-        throw atItem(
-          new InvalidEventError(
-            "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
-          ),
-          index,
-        );
+    // Each item carries only the fields some item of the batch has (the script's ARGV[4]): fewer
+    // arguments to encode here, and to parse and hold in Redis, which does it on its one thread.
+    let ids = 0;
+    let events = false;
+    let retries = false;
+    let privates = false;
+    let alternates = false;
+    for (const [index, input] of inputs.entries()) {
+      if (input.id !== undefined) {
+        if (STREAM_ID.test(input.id)) {
+          // Redis may assign this very id to a later event: it cannot belong to a publisher.
+          throw atItem(
+            new InvalidEventError(
+              "id must not have the form <digits>-<digits>, which Herald keeps for the ids it assigns",
+            ),
+            index,
+          );
+        }
+        ids++;
       }
+      events ||= input.event !== undefined;
+      retries ||= input.retry !== undefined;
+      privates ||= input.private === true;
+      alternates ||= (input.alternates?.length ?? 0) > 0;
+    }
+    const drawn = ids < inputs.length;
+    const shape = `${drawn ? "k" : ""}${ids > 0 ? "p" : ""}t${events ? "e" : ""}d${retries ? "r" : ""}${privates ? "x" : ""}${alternates ? "a" : ""}`;
+    const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity, shape];
+    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with them.
+    const keys: string[] = [];
+    for (const input of inputs) {
       const key = input.id ?? randomUUID();
-      args.push(
-        input.id ?? "",
-        input.topic,
-        input.event ?? "",
-        input.data,
-        input.retry === undefined ? "" : String(input.retry),
-        input.private ? "1" : "",
-        input.alternates?.length ? JSON.stringify(input.alternates) : "",
-        key,
-      );
-      return key;
-    });
+      keys.push(key);
+      if (drawn) args.push(key);
+      if (ids > 0) args.push(input.id ?? "");
+      args.push(input.topic);
+      if (events) args.push(input.event ?? "");
+      args.push(input.data);
+      if (retries) args.push(input.retry === undefined ? "" : String(input.retry));
+      if (privates) args.push(input.private ? "1" : "");
+      if (alternates) args.push(input.alternates?.length ? JSON.stringify(input.alternates) : "");
+    }
     const publishing = this.#commands.heraldPublish(this.#keys, args);
     // Sent right behind the script on the same connection: WAIT counts the replicas that hold it.
     const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
