@@ -1,7 +1,8 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect, it } from "vitest";
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
 import type { StoredEvent } from "../../src/broker/broker.js";
 import { SqliteBroker } from "../../src/broker/sqlite-broker.js";
 import { waitFor } from "../helpers/wait.js";
@@ -57,4 +58,41 @@ it("SqliteBroker remembers the ids that left history across a restart, and refus
   });
   expect((await second.locate("order-1")).found).toBe(false);
   await second.close();
+});
+
+describe("SqliteBroker and a publisher id of the form it draws", () => {
+  /** Publishes `own-<n>` (the id this database would draw n events later), then events until it draws that one. */
+  async function drawPast(reopen: (path: string) => void | Promise<void>) {
+    const path = freshPath();
+    const first = SqliteBroker.open({ path, historySize: 100 });
+    const one = (await first.publish({ topic: "t", data: "1" })).event.id;
+    const taken = one.replace(/\d+$/, "4");
+    await first.publish({ topic: "t", data: "mine", id: taken });
+    await first.close();
+    await reopen(path);
+    const second = SqliteBroker.open({ path, historySize: 100 });
+    const third = (await second.publish({ topic: "t", data: "3" })).event;
+    const fourth = (await second.publish({ topic: "t", data: "4" })).event;
+    const found = await second.locate(taken);
+    await second.close();
+    return { taken, third, fourth, found };
+  }
+
+  it("never draws it, across a restart", async () => {
+    const { taken, third, fourth, found } = await drawPast(() => undefined);
+    expect(third.id).toBe(taken.replace(/\d+$/, "3"));
+    expect(fourth.id).not.toBe(taken);
+    expect(fourth.id.startsWith(`${taken}-`)).toBe(true);
+    expect(found.found).toBe(true);
+  });
+
+  it("never draws it, in a file written before such ids were noted", async () => {
+    const { taken, fourth } = await drawPast((path) => {
+      const db = new Database(path);
+      db.prepare("DELETE FROM meta WHERE key NOT IN ('run', 'seq')").run();
+      db.close();
+    });
+    expect(fourth.id).not.toBe(taken);
+    expect(fourth.id.startsWith(`${taken}-`)).toBe(true);
+  });
 });
