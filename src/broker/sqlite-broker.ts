@@ -180,11 +180,13 @@ export class SqliteBroker implements Broker {
       saveSeq: db.prepare(
         "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
-      retire: db.prepare("INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ?"),
-      trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
-      forget: db.prepare(
-        "DELETE FROM retired WHERE seq <= (SELECT seq FROM retired ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+      // Drawn ids are not copied: which of them left history follows from their sequence (`#isRetired`).
+      retire: db.prepare<[number, string]>(
+        "INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ? AND id <> ? || seq",
       ),
+      trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
+      forget: db.prepare("DELETE FROM retired WHERE seq <= ?"),
+      oldest: db.prepare<[], number | null>("SELECT MIN(seq) FROM events").pluck(),
       isRetired: db.prepare<[string], { seq: number }>("SELECT seq FROM retired WHERE id = ?"),
       // In history order, not time order: a clock stepped back must not make an event in the middle
       // look old. NOT INDEXED: a scan from the oldest row stops at the first young one.
@@ -333,7 +335,7 @@ export class SqliteBroker implements Broker {
         if (!sameContent(stored, input)) throw atItem(new IdConflictError(JSON.stringify(input.id)), index);
         return { event: stored, duplicate: true };
       }
-      if (this.#statements.isRetired.get(input.id) !== undefined) {
+      if (this.#isRetired(input.id)) {
         throw atItem(new IdRetiredError(JSON.stringify(input.id)), index);
       }
     }
@@ -364,9 +366,27 @@ export class SqliteBroker implements Broker {
     return { event, duplicate: false };
   }
 
-  /** Whether `id` is in history or remembered as having left it. */
+  /**
+   * Whether `id`, one Herald is about to draw, is in history or remembered as having left it. Its
+   * number has not left history, so only the `retired` table can hold it (see `#isRetired`).
+   */
   #taken(id: string): boolean {
     return this.#statements.byId.get(id) !== undefined || this.#statements.isRetired.get(id) !== undefined;
+  }
+
+  /**
+   * Whether `id` is one of the last `#retiredCapacity` ids that left history. Sequences are
+   * contiguous and history leaves from its oldest end, so those are the events numbered up to
+   * `retiredCapacity` below the newest that left: a drawn id is retired by its number alone, and
+   * the `retired` table holds only the others (publisher ids, suffixed ids).
+   */
+  #isRetired(id: string): boolean {
+    if (this.#statements.isRetired.get(id) !== undefined) return true;
+    const seq = this.#drawnSeq(id);
+    if (seq === undefined) return false;
+    const oldest = this.#statements.oldest.get();
+    const leftThrough = oldest == null ? this.#seq : oldest - 1;
+    return seq <= leftThrough && seq > leftThrough - this.#retiredCapacity;
   }
 
   /** The sequence number Herald draws `id` for, when `id` has that form. */
@@ -427,9 +447,9 @@ export class SqliteBroker implements Broker {
   /** Drops the events up to `seq` from history, remembering their ids (a bounded number of them). */
   #trimThrough(seq: number): void {
     this.#db.transaction(() => {
-      if (this.#statements.retire.run(seq).changes === 0) return;
-      this.#statements.trim.run(seq);
-      this.#statements.forget.run(this.#retiredCapacity);
+      this.#statements.retire.run(seq, `${this.#run}-`);
+      if (this.#statements.trim.run(seq).changes === 0) return;
+      this.#statements.forget.run(seq - this.#retiredCapacity);
     })();
   }
 }

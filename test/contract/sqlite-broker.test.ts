@@ -96,3 +96,39 @@ describe("SqliteBroker and a publisher id of the form it draws", () => {
     expect(fourth.id.startsWith(`${taken}-`)).toBe(true);
   });
 });
+
+describe("SqliteBroker and the ids it drew that left history", () => {
+  const filler = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ topic: "t", data: `${from + i}` }));
+
+  it("refuses them to a publisher across a restart, for RETIRED_IDS_MIN more events, then forgets the oldest", async () => {
+    const path = freshPath();
+    const first = SqliteBroker.open({ path, historySize: 1 });
+    const drawn = (await first.publish({ topic: "t", data: "first" })).event.id;
+    // It and 9,999 more ids leave history: 10,000 retired, all remembered.
+    await first.publishBatch(filler(10_000));
+    await expect(first.publish({ topic: "t", data: "x", id: drawn })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    await first.close();
+    const second = SqliteBroker.open({ path, historySize: 1 });
+    await expect(second.publish({ topic: "t", data: "x", id: drawn })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    // One more leaves: 10,001 retired, and the oldest is forgotten.
+    await second.publish({ topic: "t", data: "one more" });
+    const again = await second.publish({ topic: "t", data: "x", id: drawn });
+    expect(again).toMatchObject({ duplicate: false, event: { id: drawn, data: "x" } });
+    await second.close();
+  }, 60_000);
+
+  it("are no longer copied into the retired table, which keeps the other ids only", async () => {
+    const path = freshPath();
+    const broker = SqliteBroker.open({ path, historySize: 1 });
+    await broker.publish({ topic: "t", data: "x", id: "order-1" });
+    await broker.publishBatch(filler(3));
+    await broker.close();
+    const db = new Database(path);
+    expect(db.prepare("SELECT id FROM retired").pluck().all()).toEqual(["order-1"]);
+    db.close();
+  });
+});
