@@ -78,6 +78,12 @@ interface EventRow {
   time: number;
 }
 
+/**
+ * The meta rows that hold publisher ids of the form Herald draws (`<database>-<sequence>`) with a
+ * sequence still ahead of the counter: the key is this prefix and the id.
+ */
+const RESERVED_KEY = "reserved ";
+
 /** One publish call waiting for the next commit: a batch, or a single event as a batch of one. */
 interface Pending {
   inputs: readonly EventInput[];
@@ -132,6 +138,11 @@ export class SqliteBroker implements Broker {
   readonly #retiredCapacity: number;
   readonly #now: () => number;
   readonly #run: string;
+  /**
+   * Publisher ids that look like ids Herald will draw later (see `RESERVED_KEY`): a drawn id
+   * looks storage up only when it is one of these, not for every event.
+   */
+  readonly #reserved = new Set<string>();
   readonly #listeners = new Listeners();
   readonly #statements;
   /** Inserts a batch in a savepoint of the transaction under way: all its items, or none. */
@@ -164,16 +175,18 @@ export class SqliteBroker implements Broker {
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       insert: db.prepare(
-        "INSERT INTO events (seq, id, topic, event, data, retry, private, alternates, time) VALUES (@seq, @id, @topic, @event, @data, @retry, @private, @alternates, @time)",
+        "INSERT INTO events (seq, id, topic, event, data, retry, private, alternates, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       saveSeq: db.prepare(
         "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
-      retire: db.prepare("INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ?"),
-      trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
-      forget: db.prepare(
-        "DELETE FROM retired WHERE seq <= (SELECT seq FROM retired ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+      // Drawn ids are not copied: which of them left history follows from their sequence (`#isRetired`).
+      retire: db.prepare<[number, string]>(
+        "INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ? AND id <> ? || seq",
       ),
+      trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
+      forget: db.prepare("DELETE FROM retired WHERE seq <= ?"),
+      oldest: db.prepare<[], number | null>("SELECT MIN(seq) FROM events").pluck(),
       isRetired: db.prepare<[string], { seq: number }>("SELECT seq FROM retired WHERE id = ?"),
       // In history order, not time order: a clock stepped back must not make an event in the middle
       // look old. NOT INDEXED: a scan from the oldest row stops at the first young one.
@@ -183,7 +196,9 @@ export class SqliteBroker implements Broker {
       tail: db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM events"),
       head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
       page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+      reserve: db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '')"),
     };
+    this.#loadReserved(getMeta.get("reserved-scanned") === undefined);
     this.#insertBatch = db.transaction((inputs: readonly EventInput[]) => {
       const batchIds = new Set<string>();
       for (const input of inputs) if (input.id !== undefined) batchIds.add(input.id);
@@ -320,34 +335,105 @@ export class SqliteBroker implements Broker {
         if (!sameContent(stored, input)) throw atItem(new IdConflictError(JSON.stringify(input.id)), index);
         return { event: stored, duplicate: true };
       }
-      if (this.#statements.isRetired.get(input.id) !== undefined) {
+      if (this.#isRetired(input.id)) {
         throw atItem(new IdRetiredError(JSON.stringify(input.id)), index);
       }
     }
     const seq = ++this.#seq;
-    let id = input.id ?? `${this.#run}-${seq}`;
+    const drawn = `${this.#run}-${seq}`;
+    let id = input.id ?? drawn;
     // A publisher may have chosen this very id earlier; a suffix keeps ids unique.
     while (
       input.id === undefined &&
-      (batchIds.has(id) ||
-        this.#statements.byId.get(id) !== undefined ||
-        this.#statements.isRetired.get(id) !== undefined)
+      (batchIds.has(id) || ((id !== drawn || this.#reserved.has(id)) && this.#taken(id)))
     ) {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
+    if (input.id !== undefined && (this.#drawnSeq(input.id) ?? 0) > seq) this.#reserve(input.id);
     const event: StoredEvent = { ...input, id, time: this.#now(), pos: seqPos(seq) };
-    this.#statements.insert.run({
+    // Positional parameters: binding by name costs a property lookup per column and row.
+    this.#statements.insert.run(
       seq,
       id,
-      topic: input.topic,
-      event: input.event ?? null,
-      data: input.data,
-      retry: input.retry ?? null,
-      private: input.private ? 1 : null,
-      alternates: input.alternates === undefined ? null : JSON.stringify(input.alternates),
-      time: event.time,
-    });
+      input.topic,
+      input.event ?? null,
+      input.data,
+      input.retry ?? null,
+      input.private ? 1 : null,
+      input.alternates === undefined ? null : JSON.stringify(input.alternates),
+      event.time,
+    );
     return { event, duplicate: false };
+  }
+
+  /**
+   * Whether `id`, one Herald is about to draw, is in history or remembered as having left it. Its
+   * number has not left history, so only the `retired` table can hold it (see `#isRetired`).
+   */
+  #taken(id: string): boolean {
+    return this.#statements.byId.get(id) !== undefined || this.#statements.isRetired.get(id) !== undefined;
+  }
+
+  /**
+   * Whether `id` is one of the last `#retiredCapacity` ids that left history. Sequences are
+   * contiguous and history leaves from its oldest end, so those are the events numbered up to
+   * `retiredCapacity` below the newest that left: a drawn id is retired by its number alone, and
+   * the `retired` table holds only the others (publisher ids, suffixed ids).
+   */
+  #isRetired(id: string): boolean {
+    if (this.#statements.isRetired.get(id) !== undefined) return true;
+    const seq = this.#drawnSeq(id);
+    if (seq === undefined) return false;
+    const oldest = this.#statements.oldest.get();
+    const leftThrough = oldest == null ? this.#seq : oldest - 1;
+    return seq <= leftThrough && seq > leftThrough - this.#retiredCapacity;
+  }
+
+  /** The sequence number Herald draws `id` for, when `id` has that form. */
+  #drawnSeq(id: string): number | undefined {
+    const prefix = `${this.#run}-`;
+    if (!id.startsWith(prefix)) return undefined;
+    const tail = id.slice(prefix.length);
+    return /^[1-9][0-9]{0,14}$/.test(tail) ? Number(tail) : undefined;
+  }
+
+  /** Notes that Herald must not draw `id` plainly: kept in the file, committed with the event. */
+  #reserve(id: string): void {
+    this.#reserved.add(id);
+    this.#statements.reserve.run(RESERVED_KEY + id);
+  }
+
+  /**
+   * Reads the reserved ids, dropping those the counter has passed or that storage forgot. A file
+   * from before reservations were kept (`scan`) is searched once for them.
+   */
+  #loadReserved(scan: boolean): void {
+    const db = this.#db;
+    const prefix = `${this.#run}-`;
+    const upper = `${this.#run}.`;
+    db.transaction(() => {
+      if (scan) {
+        const ids = db
+          .prepare<[string, string, string, string], string>(
+            "SELECT id FROM events WHERE id > ? AND id < ? UNION SELECT id FROM retired WHERE id > ? AND id < ?",
+          )
+          .pluck()
+          .all(prefix, upper, prefix, upper);
+        for (const id of ids)
+          if ((this.#drawnSeq(id) ?? 0) > this.#seq) this.#statements.reserve.run(RESERVED_KEY + id);
+        db.prepare("INSERT INTO meta (key, value) VALUES ('reserved-scanned', '1')").run();
+      }
+      const keys = db
+        .prepare<[string], string>("SELECT key FROM meta WHERE key LIKE ?")
+        .pluck()
+        .all(`${RESERVED_KEY}%`);
+      const drop = db.prepare("DELETE FROM meta WHERE key = ?");
+      for (const key of keys) {
+        const id = key.slice(RESERVED_KEY.length);
+        if ((this.#drawnSeq(id) ?? 0) > this.#seq && this.#taken(id)) this.#reserved.add(id);
+        else drop.run(key);
+      }
+    })();
   }
 
   /** Drops the events older than the age limit from the oldest end, up to the first younger one. */
@@ -361,9 +447,9 @@ export class SqliteBroker implements Broker {
   /** Drops the events up to `seq` from history, remembering their ids (a bounded number of them). */
   #trimThrough(seq: number): void {
     this.#db.transaction(() => {
-      if (this.#statements.retire.run(seq).changes === 0) return;
-      this.#statements.trim.run(seq);
-      this.#statements.forget.run(this.#retiredCapacity);
+      this.#statements.retire.run(seq, `${this.#run}-`);
+      if (this.#statements.trim.run(seq).changes === 0) return;
+      this.#statements.forget.run(seq - this.#retiredCapacity);
     })();
   }
 }

@@ -1,7 +1,8 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect, it } from "vitest";
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
 import type { StoredEvent } from "../../src/broker/broker.js";
 import { SqliteBroker } from "../../src/broker/sqlite-broker.js";
 import { waitFor } from "../helpers/wait.js";
@@ -57,4 +58,77 @@ it("SqliteBroker remembers the ids that left history across a restart, and refus
   });
   expect((await second.locate("order-1")).found).toBe(false);
   await second.close();
+});
+
+describe("SqliteBroker and a publisher id of the form it draws", () => {
+  /** Publishes `own-<n>` (the id this database would draw n events later), then events until it draws that one. */
+  async function drawPast(reopen: (path: string) => void | Promise<void>) {
+    const path = freshPath();
+    const first = SqliteBroker.open({ path, historySize: 100 });
+    const one = (await first.publish({ topic: "t", data: "1" })).event.id;
+    const taken = one.replace(/\d+$/, "4");
+    await first.publish({ topic: "t", data: "mine", id: taken });
+    await first.close();
+    await reopen(path);
+    const second = SqliteBroker.open({ path, historySize: 100 });
+    const third = (await second.publish({ topic: "t", data: "3" })).event;
+    const fourth = (await second.publish({ topic: "t", data: "4" })).event;
+    const found = await second.locate(taken);
+    await second.close();
+    return { taken, third, fourth, found };
+  }
+
+  it("never draws it, across a restart", async () => {
+    const { taken, third, fourth, found } = await drawPast(() => undefined);
+    expect(third.id).toBe(taken.replace(/\d+$/, "3"));
+    expect(fourth.id).not.toBe(taken);
+    expect(fourth.id.startsWith(`${taken}-`)).toBe(true);
+    expect(found.found).toBe(true);
+  });
+
+  it("never draws it, in a file written before such ids were noted", async () => {
+    const { taken, fourth } = await drawPast((path) => {
+      const db = new Database(path);
+      db.prepare("DELETE FROM meta WHERE key NOT IN ('run', 'seq')").run();
+      db.close();
+    });
+    expect(fourth.id).not.toBe(taken);
+    expect(fourth.id.startsWith(`${taken}-`)).toBe(true);
+  });
+});
+
+describe("SqliteBroker and the ids it drew that left history", () => {
+  const filler = (n: number, from = 0) => Array.from({ length: n }, (_, i) => ({ topic: "t", data: `${from + i}` }));
+
+  it("refuses them to a publisher across a restart, for RETIRED_IDS_MIN more events, then forgets the oldest", async () => {
+    const path = freshPath();
+    const first = SqliteBroker.open({ path, historySize: 1 });
+    const drawn = (await first.publish({ topic: "t", data: "first" })).event.id;
+    // It and 9,999 more ids leave history: 10,000 retired, all remembered.
+    await first.publishBatch(filler(10_000));
+    await expect(first.publish({ topic: "t", data: "x", id: drawn })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    await first.close();
+    const second = SqliteBroker.open({ path, historySize: 1 });
+    await expect(second.publish({ topic: "t", data: "x", id: drawn })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    // One more leaves: 10,001 retired, and the oldest is forgotten.
+    await second.publish({ topic: "t", data: "one more" });
+    const again = await second.publish({ topic: "t", data: "x", id: drawn });
+    expect(again).toMatchObject({ duplicate: false, event: { id: drawn, data: "x" } });
+    await second.close();
+  }, 60_000);
+
+  it("are no longer copied into the retired table, which keeps the other ids only", async () => {
+    const path = freshPath();
+    const broker = SqliteBroker.open({ path, historySize: 1 });
+    await broker.publish({ topic: "t", data: "x", id: "order-1" });
+    await broker.publishBatch(filler(3));
+    await broker.close();
+    const db = new Database(path);
+    expect(db.prepare("SELECT id FROM retired").pluck().all()).toEqual(["order-1"]);
+    db.close();
+  });
 });
