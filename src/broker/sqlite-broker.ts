@@ -110,16 +110,17 @@ const SCHEMA = `
 `;
 
 function toStored(row: EventRow): StoredEvent {
+  // In the field order `#insert` builds events in: one object shape, stored or read back.
   return {
-    id: row.id,
     topic: row.topic,
+    alternates: row.alternates === null ? undefined : (JSON.parse(row.alternates) as string[]),
     data: row.data,
+    event: row.event ?? undefined,
+    id: row.id,
+    retry: row.retry ?? undefined,
+    private: row.private === 1 ? true : undefined,
     time: row.time,
     pos: seqPos(row.seq),
-    ...(row.event !== null && { event: row.event }),
-    ...(row.retry !== null && { retry: row.retry }),
-    ...(row.private === 1 && { private: true }),
-    ...(row.alternates !== null && { alternates: JSON.parse(row.alternates) as string[] }),
   };
 }
 
@@ -350,7 +351,18 @@ export class SqliteBroker implements Broker {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
     if (input.id !== undefined && (this.#drawnSeq(input.id) ?? 0) > seq) this.#reserve(input.id);
-    const event: StoredEvent = { ...input, id, time: this.#now(), pos: seqPos(seq) };
+    // Every field named: a literal that starts with a spread costs microseconds per event.
+    const event: StoredEvent = {
+      topic: input.topic,
+      alternates: input.alternates,
+      data: input.data,
+      event: input.event,
+      id,
+      retry: input.retry,
+      private: input.private,
+      time: this.#now(),
+      pos: seqPos(seq),
+    };
     // Positional parameters: binding by name costs a property lookup per column and row.
     this.#statements.insert.run(
       seq,
