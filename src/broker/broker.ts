@@ -140,6 +140,17 @@ export function retiredIdCapacity(historySize: number): number {
   return Math.max(historySize, RETIRED_IDS_MIN);
 }
 
+/**
+ * The sequence number an id of the form `<prefix><sequence>` names (the form the memory and
+ * SQLite engines assign), or undefined for any other id: a sequence has no leading zero and at
+ * most 15 digits, so it is an exact integer.
+ */
+export function assignedSeq(prefix: string, id: string): number | undefined {
+  if (!id.startsWith(prefix)) return undefined;
+  const digits = id.slice(prefix.length);
+  return /^[1-9]\d{0,14}$/.test(digits) ? Number(digits) : undefined;
+}
+
 /** The position of the event with sequence number `seq`, for engines that number events. */
 export function seqPos(seq: number): string {
   return String(seq).padStart(16, "0");

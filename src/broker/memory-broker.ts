@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { IdConflictError, IdRetiredError } from "../errors.js";
 import {
+  assignedSeq,
   atItem,
   BEFORE_FIRST_POS,
   type Broker,
@@ -156,7 +157,7 @@ export class MemoryBroker implements Broker {
   #seqOf(id: string): number | undefined {
     const mapped = this.#seqById.get(id);
     if (mapped !== undefined) return mapped;
-    const seq = this.#ownSeq(id);
+    const seq = assignedSeq(this.#prefix, id);
     return seq !== undefined && seq >= this.#oldest && seq <= this.#seq && this.#at(seq).id === id ? seq : undefined;
   }
 
@@ -166,15 +167,8 @@ export class MemoryBroker implements Broker {
    */
   #isRetired(id: string): boolean {
     if (this.#retired.has(id)) return true;
-    const seq = this.#ownSeq(id);
+    const seq = assignedSeq(this.#prefix, id);
     return seq !== undefined && seq < this.#oldest && seq >= this.#oldest - this.#retiredOrder.length;
-  }
-
-  /** The sequence number an id of the form this broker assigns (`<run>-<sequence>`) names. */
-  #ownSeq(id: string): number | undefined {
-    if (!id.startsWith(this.#prefix)) return undefined;
-    const digits = id.slice(this.#prefix.length);
-    return /^[1-9]\d{0,15}$/.test(digits) ? Number(digits) : undefined;
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void): Promise<() => Promise<void>> {

@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { SHUTDOWN_GRACE_MS } from "../config.js";
 import { BrokerUnavailableError, IdConflictError, IdRetiredError } from "../errors.js";
 import {
+  assignedSeq,
   atItem,
   BEFORE_FIRST_POS,
   type Broker,
@@ -350,7 +351,7 @@ export class SqliteBroker implements Broker {
     ) {
       id = `${this.#run}-${seq}-${randomBytes(3).toString("hex")}`;
     }
-    if (input.id !== undefined && (this.#drawnSeq(input.id) ?? 0) > seq) this.#reserve(input.id);
+    if (input.id !== undefined && (assignedSeq(`${this.#run}-`, input.id) ?? 0) > seq) this.#reserve(input.id);
     // Every field named: a literal that starts with a spread costs microseconds per event.
     const event: StoredEvent = {
       topic: input.topic,
@@ -394,19 +395,11 @@ export class SqliteBroker implements Broker {
    */
   #isRetired(id: string): boolean {
     if (this.#statements.isRetired.get(id) !== undefined) return true;
-    const seq = this.#drawnSeq(id);
+    const seq = assignedSeq(`${this.#run}-`, id);
     if (seq === undefined) return false;
     const oldest = this.#statements.oldest.get();
     const leftThrough = oldest == null ? this.#seq : oldest - 1;
     return seq <= leftThrough && seq > leftThrough - this.#retiredCapacity;
-  }
-
-  /** The sequence number Herald draws `id` for, when `id` has that form. */
-  #drawnSeq(id: string): number | undefined {
-    const prefix = `${this.#run}-`;
-    if (!id.startsWith(prefix)) return undefined;
-    const tail = id.slice(prefix.length);
-    return /^[1-9][0-9]{0,14}$/.test(tail) ? Number(tail) : undefined;
   }
 
   /** Notes that Herald must not draw `id` plainly: kept in the file, committed with the event. */
@@ -432,7 +425,7 @@ export class SqliteBroker implements Broker {
           .pluck()
           .all(prefix, upper, prefix, upper);
         for (const id of ids)
-          if ((this.#drawnSeq(id) ?? 0) > this.#seq) this.#statements.reserve.run(RESERVED_KEY + id);
+          if ((assignedSeq(`${this.#run}-`, id) ?? 0) > this.#seq) this.#statements.reserve.run(RESERVED_KEY + id);
         db.prepare("INSERT INTO meta (key, value) VALUES ('reserved-scanned', '1')").run();
       }
       const keys = db
@@ -442,7 +435,7 @@ export class SqliteBroker implements Broker {
       const drop = db.prepare("DELETE FROM meta WHERE key = ?");
       for (const key of keys) {
         const id = key.slice(RESERVED_KEY.length);
-        if ((this.#drawnSeq(id) ?? 0) > this.#seq && this.#taken(id)) this.#reserved.add(id);
+        if ((assignedSeq(`${this.#run}-`, id) ?? 0) > this.#seq && this.#taken(id)) this.#reserved.add(id);
         else drop.run(key);
       }
     })();

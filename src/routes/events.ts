@@ -367,14 +367,14 @@ function isoTime(time: number): string {
 
 /** The answer to a publish of `event`, `duplicate` when it was already in history. */
 export function publishAnswer(event: StoredEvent, duplicate: boolean): PublishAnswer {
-  // Absent fields are undefined, which JSON leaves out: one shape for every answer (see `toEventInput`).
-  return {
-    id: event.id,
-    topic: event.topic,
-    event: event.event,
-    alternates: event.alternates !== undefined && event.alternates.length > 0 ? event.alternates : undefined,
-    private: event.private ? true : undefined,
-    time: isoTime(event.time),
-    duplicate: duplicate ? true : undefined,
-  };
+  // Fields added one by one, only when present (an in-process caller may test `"duplicate" in`):
+  // a literal with conditional spreads costs microseconds per answer, thousands in a batch.
+  // In the order JSON answers have always had: id, topic, event, alternates, private, time, duplicate.
+  const answer = { id: event.id, topic: event.topic } as PublishAnswer;
+  if (event.event !== undefined) answer.event = event.event;
+  if (event.alternates !== undefined && event.alternates.length > 0) answer.alternates = event.alternates;
+  if (event.private) answer.private = true;
+  answer.time = isoTime(event.time);
+  if (duplicate) answer.duplicate = true;
+  return answer;
 }

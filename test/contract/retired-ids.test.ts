@@ -78,6 +78,33 @@ describe.each(engines)("%s", (_name, create) => {
     expect((await broker.locate(assigned)).found).toBe(true);
   }, 60_000);
 
+  it("never assigns, in a batch, the id of its own form that a later item of the same batch chooses", async () => {
+    const broker = make(10);
+    const generated = (await broker.publish({ topic: "t", data: "1" })).event.id;
+    // The first item is assigned the next sequence number; the second chooses that very id.
+    const next = generated.replace(/(\d+)$/, (n) => String(Number(n) + 1));
+    const [assigned, chosen] = await broker.publishBatch([
+      { topic: "t", data: "assigned" },
+      { topic: "t", data: "chosen", id: next },
+    ]);
+    expect(chosen?.event.id).toBe(next);
+    expect(assigned?.event.id).not.toBe(next);
+    expect(assigned?.event.id.startsWith(`${next}-`)).toBe(true);
+  });
+
+  it("refuses an id of its own form whose number left history recently, even if that event had another id", async () => {
+    const broker = make(1);
+    const generated = (await broker.publish({ topic: "t", data: "1" })).event.id;
+    // The second event takes the next number under a publisher's id, then leaves history.
+    const unissued = generated.replace(/(\d+)$/, (n) => String(Number(n) + 1));
+    await broker.publish({ topic: "t", data: "2", id: "publisher-2" });
+    await publishFiller(broker, 1);
+    // Never issued, but of the form and in the range of ids that left: refused, like them.
+    await expect(broker.publish({ topic: "t", data: "x", id: unissued })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+  });
+
   it("never assigns an id a publisher chose that has since left history", async () => {
     const broker = make(2);
     const generated = (await broker.publish({ topic: "t", data: "1" })).event.id;

@@ -121,6 +121,15 @@ describe("Herald registered as a plugin in someone's Fastify app", () => {
       { topic: "r", data: "3", event: "named" },
     ]);
     expect(missed.map((a) => a.topic)).toEqual(["r", "r"]);
+    // An answer has only the fields that apply: a caller may test `"duplicate" in answer`.
+    expect(Object.keys(first)).toEqual(["id", "topic", "time"]);
+    expect(Object.keys(missed[1] ?? {})).toEqual(["id", "topic", "event", "time"]);
+    const again = await app.herald.publish({ topic: "r", data: "4", id: "once" });
+    expect("duplicate" in again).toBe(false);
+    expect(await app.herald.publish({ topic: "r", data: "4", id: "once" })).toStrictEqual({
+      ...again,
+      duplicate: true,
+    });
     const stream = await openStream(`${url}/live/events?topic=r`, { "x-app-key": "k", "last-event-id": first.id });
     const events = await stream.take(2);
     expect(events.map((e) => [e.lastEventId, e.data, e.type])).toEqual([
