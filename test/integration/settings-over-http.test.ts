@@ -31,21 +31,32 @@ async function firstAfter(url: string, lastEventId: string, topic = "t") {
   return event;
 }
 
+/**
+ * Long enough that the two publishes and the first resume fit in it on a loaded CI machine (with
+ * 1 s, a resume could find its event and then see history trimmed past it: the stream ends, as it
+ * should, and the check meant for a fresh id saw no event).
+ */
+const TTL_S = 3;
+
 describe("HISTORY_TTL_S", () => {
   it("takes events out of history once they are older, through buildApp", async () => {
-    const server = await start({ historyTtlS: 1 });
+    const server = await start({ historyTtlS: TTL_S });
     const old = await server.publish({ topic: "t", data: "old" });
     await server.publish({ topic: "t", data: "next" });
     // Fresh: the id is found and what follows it replays.
     expect(await firstAfter(server.url, old.id)).toMatchObject({ type: "message", data: "next" });
-    await waitFor("the first event to expire", async () => (await firstAfter(server.url, old.id))?.type === "reset");
+    await waitFor(
+      "the first event to expire",
+      async () => (await firstAfter(server.url, old.id))?.type === "reset",
+      TTL_S * 1000 + 5_000,
+    );
   });
 
   it("is read from the environment by the process, for the SQLite broker too", async () => {
     const dir = mkdtempSync(join(tmpdir(), "herald-ttl-"));
     const envs: Record<string, string>[] = [
-      { HISTORY_TTL_S: "1" },
-      { HISTORY_TTL_S: "1", BROKER: "sqlite", DATABASE_PATH: join(dir, "h.db") },
+      { HISTORY_TTL_S: String(TTL_S) },
+      { HISTORY_TTL_S: String(TTL_S), BROKER: "sqlite", DATABASE_PATH: join(dir, "h.db") },
     ];
     for (const env of envs) {
       const herald = runHerald(env);
@@ -57,6 +68,7 @@ describe("HISTORY_TTL_S", () => {
       await waitFor(
         "the first event to expire",
         async () => (await firstAfter(url, old.json.id as string))?.type === "reset",
+        TTL_S * 1000 + 5_000,
       );
     }
   });
