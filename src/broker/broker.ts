@@ -141,6 +141,25 @@ export function retiredIdCapacity(historySize: number): number {
 }
 
 /**
+ * `input` stored under `id` at `time` and `pos`. Every field named, in one order, for every engine:
+ * one object shape, where a literal that starts with a spread (`{ ...input, id }`) costs
+ * microseconds per event on Node 20.
+ */
+export function storedEvent(input: EventInput, id: string, time: number, pos: string): StoredEvent {
+  return {
+    topic: input.topic,
+    alternates: input.alternates,
+    data: input.data,
+    event: input.event,
+    id,
+    retry: input.retry,
+    private: input.private,
+    time,
+    pos,
+  };
+}
+
+/**
  * The sequence number an id of the form `<prefix><sequence>` names (the form the memory and
  * SQLite engines assign), or undefined for any other id: a sequence has no leading zero and at
  * most 15 digits, so it is an exact integer.

@@ -15,6 +15,7 @@ import {
   type StoredEvent,
   sameContent,
   seqPos,
+  storedEvent,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
 
@@ -134,18 +135,7 @@ export class MemoryBroker implements Broker {
       }
     }
     if (seq - this.#oldest >= this.#size) this.#evictOldest();
-    // Every field named, in one order: a spread of inputs of varied shapes costs several times more.
-    const event: StoredEvent = {
-      topic: input.topic,
-      alternates: input.alternates,
-      data: input.data,
-      event: input.event,
-      id,
-      retry: input.retry,
-      private: input.private,
-      time,
-      pos: seqPos(seq),
-    };
+    const event = storedEvent(input, id, time, seqPos(seq));
     const slot = seq % this.#size;
     this.#ring[slot] = event;
     this.#mapped[slot] = mapped ? 1 : 0;
