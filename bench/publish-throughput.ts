@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
 import { nowUs, TOPIC } from "./publisher.js";
-import { killAllServers, type RunningServer, startServer } from "./server-process.js";
+import { killAllServers, type RunningServer, type ServerSpec, startServer } from "./server-process.js";
 import { WorkerPool } from "./worker-pool.js";
 
 const { values: args } = parseArgs({
@@ -204,17 +204,42 @@ const FLOOR_LABEL = "none: a bare Fastify route";
  * 201 with an id (the @fastify/sse peer's `POST /events`, with its subscribers on another topic):
  * what a Fastify app can take on this machine with this load generator, whatever it does with the event.
  */
-async function measureFloor(pool: WorkerPool): Promise<Figures> {
-  const server = await startServer(
-    { name: "fastify", label: "Fastify", script: new URL("./peers/fastify-sse.js", import.meta.url).pathname },
-    15_000,
-  );
+const FLOOR_SERVER: ServerSpec = {
+  name: "fastify",
+  label: "Fastify",
+  script: new URL("./peers/fastify-sse.js", import.meta.url).pathname,
+};
+
+/**
+ * One row: `server` started, the subscribers connected (on the published topic or another), `mode`
+ * measured, and every subscriber checked to have got what was due (in order, unless publisher
+ * ids are sent: see `event`).
+ */
+async function measureRow(
+  pool: WorkerPool,
+  spec: ServerSpec,
+  broker: string,
+  mode: Mode,
+  withIds: boolean,
+): Promise<Figures> {
+  const server = await startServer(spec, 15_000);
   try {
-    await pool.connect(server.port, "/events?topic=elsewhere", SUBSCRIBERS, "reader", 60_000);
+    const topic = mode.receiving ? TOPIC : "elsewhere";
+    await pool.connect(server.port, `/events?topic=${topic}`, SUBSCRIBERS, "reader", 60_000);
     await pool.phase(false);
-    const figures = await measure(server, pool, FLOOR_MODE, false);
-    console.log(`${FLOOR_LABEL}: ${Math.round(figures.acceptedPerS).toLocaleString("en-US")} events/s accepted`);
-    return { broker: FLOOR_LABEL, mode: FLOOR_MODE.name, ...figures };
+    const figures = await measure(server, pool, mode, withIds);
+    const report = await pool.report();
+    if (!withIds && report.outOfOrder > 0)
+      throw new Error(`${report.outOfOrder} events out of order: ${report.firstError}`);
+    if (report.readersClosed > 0) throw new Error(`the server closed ${report.readersClosed} subscribers`);
+    const due = mode.receiving ? figures.events : 0;
+    if (report.minEvents !== due || report.maxEvents !== due) {
+      throw new Error(`subscribers got ${report.minEvents} to ${report.maxEvents} of ${due} events`);
+    }
+    console.log(
+      `${broker}, ${mode.name}: ${Math.round(figures.acceptedPerS).toLocaleString("en-US")} events/s accepted`,
+    );
+    return { broker, mode: mode.name, ...figures };
   } finally {
     await pool.closeAll().catch(() => {});
     await server.stop();
@@ -229,35 +254,20 @@ async function main(): Promise<void> {
     for (const broker of BROKERS) {
       for (const mode of MODES) {
         const { env, cleanup } = heraldEnv(broker);
-        const server = await startServer(
-          { name: "herald", label: "Herald", script: new URL("../dist/main.js", import.meta.url).pathname, env },
-          15_000,
-        );
+        const herald: ServerSpec = {
+          name: "herald",
+          label: "Herald",
+          script: new URL("../dist/main.js", import.meta.url).pathname,
+          env,
+        };
         try {
-          const topic = mode.receiving ? TOPIC : "elsewhere";
-          await pool.connect(server.port, `/events?topic=${topic}`, SUBSCRIBERS, "reader", 60_000);
-          await pool.phase(false);
-          const figures = await measure(server, pool, mode, broker === "redis");
-          const report = await pool.report();
-          if (broker !== "redis" && report.outOfOrder > 0)
-            throw new Error(`${report.outOfOrder} events out of order: ${report.firstError}`);
-          if (report.readersClosed > 0) throw new Error(`the server closed ${report.readersClosed} subscribers`);
-          const due = mode.receiving ? figures.events : 0;
-          if (report.minEvents !== due || report.maxEvents !== due) {
-            throw new Error(`subscribers got ${report.minEvents} to ${report.maxEvents} of ${due} events`);
-          }
-          results.push({ broker, mode: mode.name, ...figures });
-          console.log(
-            `${broker}, ${mode.name}: ${Math.round(figures.acceptedPerS).toLocaleString("en-US")} events/s accepted`,
-          );
+          results.push(await measureRow(pool, herald, broker, mode, broker === "redis"));
         } finally {
-          await pool.closeAll().catch(() => {});
-          await server.stop();
           await cleanup();
         }
       }
     }
-    results.push(await measureFloor(pool));
+    results.push(await measureRow(pool, FLOOR_SERVER, FLOOR_LABEL, FLOOR_MODE, false));
   } finally {
     pool.kill();
     killAllServers();
