@@ -70,7 +70,8 @@ function openError(path: string, err: unknown): Error {
 
 interface EventRow {
   seq: number;
-  id: string;
+  /** Null for the id Herald drew: `<database>-<seq>`. */
+  id: string | null;
   topic: string;
   event: string | null;
   data: string;
@@ -93,11 +94,16 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+/**
+ * `id` is NULL when the event's id is the one Herald drew for its sequence (`<database>-<seq>`):
+ * most events carry no id of their own, and an index entry per event, inserted and deleted again
+ * when the event leaves history, was the largest cost of a publish after the row itself. The
+ * partial index keeps the other ids unique and found.
+ */
+const EVENTS_TABLE = `
   CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
+    id TEXT,
     topic TEXT NOT NULL,
     event TEXT,
     data TEXT NOT NULL,
@@ -106,19 +112,46 @@ const SCHEMA = `
     time INTEGER NOT NULL,
     alternates TEXT
   );
+`;
+
+const EVENTS_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (id) WHERE id IS NOT NULL";
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  ${EVENTS_TABLE}
   DROP INDEX IF EXISTS events_time;
   CREATE TABLE IF NOT EXISTS retired (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
   CREATE INDEX IF NOT EXISTS retired_seq ON retired (seq);
 `;
 
-function toStored(row: EventRow): StoredEvent {
+/**
+ * Files written before drawn ids were left out (`id TEXT NOT NULL UNIQUE`, an index entry for
+ * every event) are rebuilt once into today's table, in one transaction.
+ */
+function upgradeEvents(db: Database.Database, prefix: string): void {
+  const id = db
+    .prepare<[], { notnull: number }>("SELECT \"notnull\" FROM pragma_table_info('events') WHERE name = 'id'")
+    .get();
+  if (id?.notnull !== 1) return;
+  db.transaction(() => {
+    db.exec("ALTER TABLE events RENAME TO events_before");
+    db.exec(EVENTS_TABLE);
+    db.prepare(
+      `INSERT INTO events (seq, id, topic, event, data, retry, private, time, alternates)
+       SELECT seq, NULLIF(id, ? || seq), topic, event, data, retry, private, time, alternates FROM events_before`,
+    ).run(prefix);
+    db.exec("DROP TABLE events_before");
+  })();
+}
+
+function toStored(row: EventRow, prefix: string): StoredEvent {
   // In the field order `#insert` builds events in: one object shape, stored or read back.
   return {
     topic: row.topic,
     alternates: row.alternates === null ? undefined : (JSON.parse(row.alternates) as string[]),
     data: row.data,
     event: row.event ?? undefined,
-    id: row.id,
+    id: row.id ?? `${prefix}${row.seq}`,
     retry: row.retry ?? undefined,
     private: row.private === 1 ? true : undefined,
     time: row.time,
@@ -175,11 +208,14 @@ export class SqliteBroker implements Broker {
     }
     this.#run = run;
     this.#prefix = `${run}-`;
+    upgradeEvents(db, this.#prefix);
+    db.exec(EVENTS_ID_INDEX);
     // The high-water mark outlives the events: once trimming has emptied history, ids must still never repeat.
     const maxSeq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
     this.#seq = Math.max(maxSeq, Number(getMeta.get("seq")?.value ?? 0));
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
+      drawnAt: db.prepare<[number], EventRow>("SELECT * FROM events WHERE seq = ? AND id IS NULL"),
       insert: db.prepare(
         "INSERT INTO events (seq, id, topic, event, data, retry, private, alternates, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
@@ -187,8 +223,8 @@ export class SqliteBroker implements Broker {
         "INSERT INTO meta (key, value) VALUES ('seq', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),
       // Drawn ids are not copied: which of them left history follows from their sequence (`#isRetired`).
-      retire: db.prepare<[number, string]>(
-        "INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ? AND id <> ? || seq",
+      retire: db.prepare<[number]>(
+        "INSERT OR REPLACE INTO retired (id, seq) SELECT id, seq FROM events WHERE seq <= ? AND id IS NOT NULL",
       ),
       trim: db.prepare("DELETE FROM events WHERE seq <= ?"),
       forget: db.prepare("DELETE FROM retired WHERE seq <= ?"),
@@ -256,9 +292,9 @@ export class SqliteBroker implements Broker {
     try {
       this.#trimByAge();
       const newest = this.#statements.head.get();
-      const head = newest && { id: newest.id, pos: seqPos(newest.seq) };
+      const head = newest && { id: newest.id ?? `${this.#prefix}${newest.seq}`, pos: seqPos(newest.seq) };
       if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
-      const row = this.#statements.byId.get(id);
+      const row = this.#find(id);
       return row === undefined ? { found: false, head } : { found: true, pos: seqPos(row.seq), head };
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
@@ -268,7 +304,7 @@ export class SqliteBroker implements Broker {
   async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
     try {
       this.#trimByAge();
-      return this.#statements.page.all(posSeq(afterPos), limit).map(toStored);
+      return this.#statements.page.all(posSeq(afterPos), limit).map((row) => toStored(row, this.#prefix));
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
     }
@@ -335,9 +371,9 @@ export class SqliteBroker implements Broker {
    */
   #insert(input: EventInput, index: number, batchIds: ReadonlySet<string>): PublishResult {
     if (input.id !== undefined) {
-      const existing = this.#statements.byId.get(input.id);
+      const existing = this.#find(input.id);
       if (existing !== undefined) {
-        const stored = toStored(existing);
+        const stored = toStored(existing, this.#prefix);
         if (!sameContent(stored, input)) throw atItem(new IdConflictError(JSON.stringify(input.id)), index);
         return { event: stored, duplicate: true };
       }
@@ -360,7 +396,7 @@ export class SqliteBroker implements Broker {
     // Positional parameters: binding by name costs a property lookup per column and row.
     this.#statements.insert.run(
       seq,
-      id,
+      id === drawn ? null : id,
       input.topic,
       input.event ?? null,
       input.data,
@@ -377,7 +413,13 @@ export class SqliteBroker implements Broker {
    * number has not left history, so only the `retired` table can hold it (see `#isRetired`).
    */
   #taken(id: string): boolean {
-    return this.#statements.byId.get(id) !== undefined || this.#statements.isRetired.get(id) !== undefined;
+    return this.#find(id) !== undefined || this.#statements.isRetired.get(id) !== undefined;
+  }
+
+  /** The row of the event whose id is `id`: drawn ids are found by their sequence, the others by the index. */
+  #find(id: string): EventRow | undefined {
+    const seq = assignedSeq(this.#prefix, id);
+    return (seq === undefined ? undefined : this.#statements.drawnAt.get(seq)) ?? this.#statements.byId.get(id);
   }
 
   /**
@@ -446,7 +488,7 @@ export class SqliteBroker implements Broker {
   /** Drops the events up to `seq` from history, remembering their ids (a bounded number of them). */
   #trimThrough(seq: number): void {
     this.#db.transaction(() => {
-      this.#statements.retire.run(seq, this.#prefix);
+      this.#statements.retire.run(seq);
       if (this.#statements.trim.run(seq).changes === 0) return;
       this.#statements.forget.run(seq - this.#retiredCapacity);
     })();

@@ -132,3 +132,65 @@ describe("SqliteBroker and the ids it drew that left history", () => {
     db.close();
   });
 });
+
+describe("SqliteBroker's events table", () => {
+  it("keeps no id for the events whose id it drew, only for publishers' ids", async () => {
+    const path = freshPath();
+    const broker = SqliteBroker.open({ path, historySize: 100 });
+    const drawn = (
+      await broker.publishBatch([
+        { topic: "t", data: "1" },
+        { topic: "t", data: "2" },
+      ])
+    ).map((r) => r.event);
+    await broker.publish({ topic: "t", data: "3", id: "order-3" });
+    expect((await broker.locate(drawn[1]?.id ?? "")).found).toBe(true);
+    expect(await broker.publish({ topic: "t", data: "2", id: drawn[1]?.id })).toMatchObject({ duplicate: true });
+    await broker.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT id FROM events ORDER BY seq").pluck().all()).toEqual([null, null, "order-3"]);
+    db.close();
+  });
+
+  it("upgrades a file that kept every id (NOT NULL UNIQUE): same ids, same replay, same refusals", async () => {
+    const path = freshPath();
+    const old = new Database(path);
+    old.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, event TEXT,
+        data TEXT NOT NULL, retry INTEGER, private INTEGER, time INTEGER NOT NULL, alternates TEXT);
+      CREATE TABLE retired (id TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+      INSERT INTO meta VALUES ('run', 'old'), ('seq', '4'), ('reserved-scanned', '1');
+      INSERT INTO events VALUES (2, 'old-2', 't', NULL, 'two', NULL, NULL, 1, NULL);
+      INSERT INTO events VALUES (3, 'order-3', 't', 'e', 'three', 5, 1, 2, '["u"]');
+      INSERT INTO events VALUES (4, 'old-4', 't', NULL, 'four', NULL, NULL, 3, NULL);
+      INSERT INTO retired VALUES ('order-1', 1);
+    `);
+    old.close();
+    const broker = SqliteBroker.open({ path, historySize: 100 });
+    const from = await broker.locate("old-2");
+    expect(from.found).toBe(true);
+    const replay = await broker.read(from.pos as string, 10);
+    expect(replay.map((e) => [e.id, e.data])).toEqual([
+      ["order-3", "three"],
+      ["old-4", "four"],
+    ]);
+    expect(replay[0]).toMatchObject({ event: "e", retry: 5, private: true, alternates: ["u"] });
+    await expect(broker.publish({ topic: "t", data: "x", id: "order-1" })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    await expect(broker.publish({ topic: "t", data: "other", id: "old-4" })).rejects.toMatchObject({
+      code: "HERALD_ID_CONFLICT",
+    });
+    expect((await broker.publish({ topic: "t", data: "five" })).event.id).toBe("old-5");
+    await broker.close();
+    const db = new Database(path, { readonly: true });
+    expect(db.prepare("SELECT id FROM events ORDER BY seq").pluck().all()).toEqual([null, "order-3", null, null]);
+    expect(db.prepare("SELECT \"notnull\" FROM pragma_table_info('events') WHERE name = 'id'").pluck().get()).toBe(0);
+    db.close();
+    // Opening it again changes nothing.
+    const again = SqliteBroker.open({ path, historySize: 100 });
+    expect((await again.locate("order-3")).found).toBe(true);
+    await again.close();
+  });
+});
