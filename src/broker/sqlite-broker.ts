@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import fs, { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { SHUTDOWN_GRACE_MS } from "../config.js";
@@ -94,6 +94,14 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** A committed transaction waiting for the log to be synced to disk: its publishes and their outcomes. */
+interface Committed {
+  queue: Pending[];
+  outcomes: (PublishResult[] | Error)[];
+  /** The newest sequence it wrote. */
+  seq: number;
+}
+
 /**
  * `id` is NULL when the event's id is the one Herald drew for its sequence (`<database>-<seq>`):
  * most events carry no id of their own, and an index entry per event, inserted and deleted again
@@ -161,8 +169,9 @@ function toStored(row: EventRow, prefix: string): StoredEvent {
 
 /**
  * Durable history on one machine, in a SQLite file. A publish resolves only once its transaction
- * is committed and synced to disk (WAL, `synchronous=FULL`); publishes that arrive in the same
- * turn of the event loop share one transaction and one sync. Ids are `<database>-<sequence>` and
+ * is committed and its write-ahead log synced to disk; publishes that arrive in the same turn of
+ * the event loop share one transaction, and the transactions committed while a sync is under way
+ * share the next sync. Subscribers, `read` and `locate` see an event only once it is synced. Ids are `<database>-<sequence>` and
  * stay ordered across restarts; the ids that left history are remembered (a bounded number, in the
  * file) and refused to new events. History is trimmed from its oldest end only, by size and by
  * age. One process only: the file is locked while open.
@@ -188,6 +197,18 @@ export class SqliteBroker implements Broker {
   #seq: number;
   #queue: Pending[] = [];
   #commitScheduled = false;
+  /** The write-ahead log, which Herald syncs itself (see `#sync`); undefined for `:memory:`. */
+  readonly #log: number | undefined;
+  /** Committed, not yet synced: answered and fanned out, in order, once a sync that began after them is done. */
+  #unsynced: Committed[] = [];
+  /** Whether a sync is under way. */
+  #syncing = false;
+  /** Who waits for every committed transaction to be synced (`close`). */
+  readonly #synced: (() => void)[] = [];
+  /** Events up to this sequence are on disk: the only ones `read` and `locate` show. */
+  #syncedSeq: number;
+  /** Why the log could not be synced: from then on every publish fails. */
+  #syncError: Error | undefined;
 
   private constructor(db: Database.Database, options: SqliteBrokerOptions) {
     this.#db = db;
@@ -213,6 +234,7 @@ export class SqliteBroker implements Broker {
     // The high-water mark outlives the events: once trimming has emptied history, ids must still never repeat.
     const maxSeq = (db.prepare("SELECT MAX(seq) AS seq FROM events").get() as { seq: number | null }).seq ?? 0;
     this.#seq = Math.max(maxSeq, Number(getMeta.get("seq")?.value ?? 0));
+    this.#syncedSeq = this.#seq;
     this.#statements = {
       byId: db.prepare<[string], EventRow>("SELECT * FROM events WHERE id = ?"),
       drawnAt: db.prepare<[number], EventRow>("SELECT * FROM events WHERE seq = ? AND id IS NULL"),
@@ -236,8 +258,10 @@ export class SqliteBroker implements Broker {
         "SELECT seq FROM events NOT INDEXED WHERE time >= ? ORDER BY seq LIMIT 1",
       ),
       tail: db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM events"),
-      head: db.prepare<[], EventRow>("SELECT * FROM events ORDER BY seq DESC LIMIT 1"),
-      page: db.prepare<[number, number], EventRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?"),
+      head: db.prepare<[number], EventRow>("SELECT * FROM events WHERE seq <= ? ORDER BY seq DESC LIMIT 1"),
+      page: db.prepare<[number, number, number], EventRow>(
+        "SELECT * FROM events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+      ),
       reserve: db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '')"),
     };
     this.#loadReserved(getMeta.get("reserved-scanned") === undefined);
@@ -246,6 +270,8 @@ export class SqliteBroker implements Broker {
       for (const input of inputs) if (input.id !== undefined) batchIds.add(input.id);
       return inputs.map((input, index) => this.#insert(input, index, batchIds));
     });
+    // WAL mode has created the log by now, and SQLite keeps that file while the database is open.
+    this.#log = options.path === ":memory:" ? undefined : fs.openSync(`${options.path}-wal`, "r");
   }
 
   /**
@@ -259,8 +285,10 @@ export class SqliteBroker implements Broker {
       if (options.path !== ":memory:") makeFolder(dirname(options.path));
       db = new Database(options.path, { timeout: LOCK_WAIT_MS });
       db.pragma("journal_mode = WAL");
-      // FULL: a commit is on disk when it returns, which is what a 201 promises.
-      db.pragma("synchronous = FULL");
+      // A 201 promises that the event is on disk: `#sync` syncs the log after each commit, off the
+      // event loop, and answers only then. NORMAL leaves those syncs to Herald (SQLite still
+      // syncs at checkpoints), where FULL would block the event loop for each commit.
+      db.pragma("synchronous = NORMAL");
       // Ids come from this process's counter: a second process on the same file must fail, not interleave.
       db.pragma("locking_mode = EXCLUSIVE");
       db.exec("BEGIN IMMEDIATE; COMMIT;");
@@ -276,6 +304,7 @@ export class SqliteBroker implements Broker {
   }
 
   publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
+    if (this.#syncError) return Promise.reject(this.#syncError);
     return new Promise((resolve, reject) => {
       this.#queue.push({ inputs, resolve, reject });
       if (this.#commitScheduled) return;
@@ -291,11 +320,13 @@ export class SqliteBroker implements Broker {
   async locate(id: string): Promise<Location> {
     try {
       this.#trimByAge();
-      const newest = this.#statements.head.get();
+      const newest = this.#statements.head.get(this.#syncedSeq);
       const head = newest && { id: newest.id ?? `${this.#prefix}${newest.seq}`, pos: seqPos(newest.seq) };
       if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
       const row = this.#find(id);
-      return row === undefined ? { found: false, head } : { found: true, pos: seqPos(row.seq), head };
+      return row === undefined || row.seq > this.#syncedSeq
+        ? { found: false, head }
+        : { found: true, pos: seqPos(row.seq), head };
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
     }
@@ -304,26 +335,31 @@ export class SqliteBroker implements Broker {
   async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
     try {
       this.#trimByAge();
-      return this.#statements.page.all(posSeq(afterPos), limit).map((row) => toStored(row, this.#prefix));
+      return this.#statements.page
+        .all(posSeq(afterPos), this.#syncedSeq, limit)
+        .map((row) => toStored(row, this.#prefix));
     } catch (err) {
       throw new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
     }
   }
 
   status(): BrokerStatus {
+    if (this.#syncError) return { ok: false, detail: this.#syncError.message };
     return this.#db.open ? { ok: true } : { ok: false, detail: "the SQLite database is closed" };
   }
 
   async close(): Promise<void> {
     if (!this.#db.open) return;
     this.#commit();
+    if (this.#syncing) await new Promise<void>((resolve) => this.#synced.push(resolve));
     this.#listeners.clear();
     this.#db.close();
+    if (this.#log !== undefined) fs.closeSync(this.#log);
   }
 
   /**
    * Writes every queued publish in one transaction (each batch in a savepoint of its own, so that
-   * a refused batch leaves the others alone), then answers each and fans out in id order.
+   * a refused batch leaves the others alone), then leaves answering them to `#sync`.
    */
   #commit(): void {
     const queue = this.#queue;
@@ -354,6 +390,45 @@ export class SqliteBroker implements Broker {
       for (const { reject } of queue) reject(unavailable);
       return;
     }
+    this.#unsynced.push({ queue, outcomes, seq: this.#seq });
+    this.#sync();
+  }
+
+  /**
+   * Syncs the write-ahead log in Node's thread pool, then answers and fans out every transaction
+   * committed before the sync began, in commit order. Those committed meanwhile wait for the next
+   * sync, which serves all of them (group commit), while the event loop goes on parsing and
+   * inserting. A failed sync fails its publishes and every later one: whether they are on disk is
+   * not known.
+   */
+  #sync(): void {
+    if (this.#syncing || this.#unsynced.length === 0) return;
+    const done = this.#unsynced;
+    this.#unsynced = [];
+    this.#syncing = true;
+    const finish = (err: Error | null) => {
+      if (err) {
+        this.#syncError ??= new BrokerUnavailableError(
+          `SQLite: the database could not be synced to disk (${err.message}); restart Herald once the disk is fixed`,
+          { cause: err },
+        );
+      }
+      for (const committed of done) this.#answer(committed);
+      this.#syncing = false;
+      this.#sync();
+      if (!this.#syncing) for (const wake of this.#synced.splice(0)) wake();
+    };
+    if (this.#log === undefined || this.#syncError) finish(null);
+    else fs.fsync(this.#log, finish);
+  }
+
+  /** Answers the publishes of a synced transaction, and fans its events out in id order. */
+  #answer({ queue, outcomes, seq }: Committed): void {
+    if (this.#syncError) {
+      for (const { reject } of queue) reject(this.#syncError);
+      return;
+    }
+    this.#syncedSeq = seq;
     for (const [i, { resolve, reject }] of queue.entries()) {
       const outcome = outcomes[i] as PublishResult[] | Error;
       if (outcome instanceof Error) {

@@ -1,8 +1,8 @@
-import { mkdtempSync } from "node:fs";
+import fs, { mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { StoredEvent } from "../../src/broker/broker.js";
 import { SqliteBroker } from "../../src/broker/sqlite-broker.js";
 import { waitFor } from "../helpers/wait.js";
@@ -192,5 +192,110 @@ describe("SqliteBroker's events table", () => {
     const again = SqliteBroker.open({ path, historySize: 100 });
     expect((await again.locate("order-3")).found).toBe(true);
     await again.close();
+  });
+});
+
+describe("SqliteBroker and the disk", () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** Holds every sync of the write-ahead log until the test lets it go. */
+  function holdSyncs() {
+    const real = fs.fsync;
+    const held: { fd: number; release: () => void }[] = [];
+    vi.spyOn(fs, "fsync").mockImplementation(((fd: number, done: (err: Error | null) => void) => {
+      held.push({ fd, release: () => real(fd, done) });
+    }) as typeof fs.fsync);
+    return held;
+  }
+
+  it("answers a publish, and shows its event to subscribers and replays, only once the log is synced", async () => {
+    const held = holdSyncs();
+    const broker = SqliteBroker.open({ path: freshPath(), historySize: 100 });
+    const live: string[] = [];
+    await broker.subscribe((e) => live.push(e.data));
+    let answered = false;
+    const publishing = broker.publish({ topic: "t", data: "one" }).then((r) => {
+      answered = true;
+      return r.event;
+    });
+    await waitFor("the sync to start", () => held.length === 1);
+    // Committed, not yet on disk: nobody may see it.
+    expect(answered).toBe(false);
+    expect(live).toEqual([]);
+    expect(await broker.read("", 10)).toEqual([]);
+    expect((await broker.locate("earliest")).head).toBeUndefined();
+    held[0]?.release();
+    const event = await publishing;
+    expect(live).toEqual(["one"]);
+    expect((await broker.read("", 10)).map((e) => e.id)).toEqual([event.id]);
+    expect((await broker.locate(event.id)).found).toBe(true);
+    await broker.close();
+  });
+
+  it("syncs once for the transactions committed while a sync was under way, and answers them in order", async () => {
+    const held = holdSyncs();
+    const broker = SqliteBroker.open({ path: freshPath(), historySize: 100 });
+    const order: string[] = [];
+    const live: string[] = [];
+    await broker.subscribe((e) => live.push(e.data));
+    const first = broker.publishBatch([{ topic: "t", data: "1" }]).then(() => order.push("1"));
+    await waitFor("the first sync", () => held.length === 1);
+    const second = broker.publishBatch([{ topic: "t", data: "2" }]).then(() => order.push("2"));
+    await new Promise((resolve) => setImmediate(resolve));
+    const third = broker.publishBatch([{ topic: "t", data: "3" }]).then(() => order.push("3"));
+    await new Promise((resolve) => setImmediate(resolve));
+    // Two more commits, and no second sync while the first is under way.
+    expect(held.length).toBe(1);
+    held[0]?.release();
+    await first;
+    await waitFor("the second sync", () => held.length === 2);
+    expect(order).toEqual(["1"]);
+    held[1]?.release();
+    await Promise.all([second, third]);
+    expect(order).toEqual(["1", "2", "3"]);
+    expect(live).toEqual(["1", "2", "3"]);
+    expect(held.length).toBe(2);
+    await broker.close();
+  });
+
+  it("fails publishes with 503 and /health once the log cannot be synced, and stores no answer it cannot keep", async () => {
+    vi.spyOn(fs, "fsync").mockImplementation(((_fd: number, done: (err: Error | null) => void) => {
+      done(Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }));
+    }) as typeof fs.fsync);
+    const broker = SqliteBroker.open({ path: freshPath(), historySize: 100 });
+    const live: string[] = [];
+    await broker.subscribe((e) => live.push(e.data));
+    await expect(broker.publish({ topic: "t", data: "lost?" })).rejects.toMatchObject({
+      code: "HERALD_BROKER_UNAVAILABLE",
+      message: expect.stringContaining("synced to disk"),
+    });
+    expect(broker.status()).toMatchObject({ ok: false, detail: expect.stringContaining("synced to disk") });
+    await expect(broker.publish({ topic: "t", data: "later" })).rejects.toMatchObject({
+      code: "HERALD_BROKER_UNAVAILABLE",
+    });
+    expect(live).toEqual([]);
+    await broker.close();
+  });
+
+  it("syncs the file that stays the write-ahead log through checkpoints", async () => {
+    const synced = new Set<number>();
+    const real = fs.fsync;
+    vi.spyOn(fs, "fsync").mockImplementation(((fd: number, done: (err: Error | null) => void) => {
+      synced.add(fd);
+      real(fd, done);
+    }) as typeof fs.fsync);
+    const path = freshPath();
+    const broker = SqliteBroker.open({ path, historySize: 1_000 });
+    // About 8 MB of log: SQLite checkpoints every 1,000 pages (4 MB) and then writes the log from its start.
+    const data = "x".repeat(1_000);
+    for (let i = 0; i < 16; i++) {
+      await broker.publishBatch(Array.from({ length: 500 }, () => ({ topic: "t", data })));
+    }
+    expect(synced.size).toBe(1);
+    const [fd] = synced;
+    expect(fs.fstatSync(fd as number).ino).toBe(statSync(`${path}-wal`).ino);
+    await broker.close();
   });
 });
