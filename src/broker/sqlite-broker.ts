@@ -170,8 +170,8 @@ function toStored(row: EventRow, prefix: string): StoredEvent {
 /**
  * Durable history on one machine, in a SQLite file. A publish resolves only once its transaction
  * is committed and its write-ahead log synced to disk; publishes that arrive in the same turn of
- * the event loop share one transaction, and the transactions committed while a sync is under way
- * share the next sync. Subscribers, `read` and `locate` see an event only once it is synced. Ids are `<database>-<sequence>` and
+ * the event loop share one transaction, and those that arrive while the log is being synced share
+ * the next transaction and sync. Subscribers, `read` and `locate` see an event only once it is synced. Ids are `<database>-<sequence>` and
  * stay ordered across restarts; the ids that left history are remembered (a bounded number, in the
  * file) and refused to new events. History is trimmed from its oldest end only, by size and by
  * age. One process only: the file is locked while open.
@@ -199,8 +199,6 @@ export class SqliteBroker implements Broker {
   #commitScheduled = false;
   /** The write-ahead log, which Herald syncs itself (see `#sync`); undefined for `:memory:`. */
   readonly #log: number | undefined;
-  /** Committed, not yet synced: answered and fanned out, in order, once a sync that began after them is done. */
-  #unsynced: Committed[] = [];
   /** Whether a sync is under way. */
   #syncing = false;
   /** Who waits for every committed transaction to be synced (`close`). */
@@ -307,7 +305,8 @@ export class SqliteBroker implements Broker {
     if (this.#syncError) return Promise.reject(this.#syncError);
     return new Promise((resolve, reject) => {
       this.#queue.push({ inputs, resolve, reject });
-      if (this.#commitScheduled) return;
+      // During a sync, the publishes queue for the commit that follows it.
+      if (this.#commitScheduled || this.#syncing) return;
       this.#commitScheduled = true;
       setImmediate(() => this.#commit());
     });
@@ -359,13 +358,14 @@ export class SqliteBroker implements Broker {
 
   /**
    * Writes every queued publish in one transaction (each batch in a savepoint of its own, so that
-   * a refused batch leaves the others alone), then leaves answering them to `#sync`.
+   * a refused batch leaves the others alone), then leaves answering them to `#sync`. Waits while
+   * a sync is under way: the publishes that arrive meanwhile make one transaction and one sync.
    */
   #commit(): void {
+    this.#commitScheduled = false;
+    if (this.#syncing || this.#queue.length === 0) return;
     const queue = this.#queue;
     this.#queue = [];
-    this.#commitScheduled = false;
-    if (queue.length === 0) return;
     const seqBefore = this.#seq;
     const outcomes: (PublishResult[] | Error)[] = [];
     try {
@@ -390,21 +390,15 @@ export class SqliteBroker implements Broker {
       for (const { reject } of queue) reject(unavailable);
       return;
     }
-    this.#unsynced.push({ queue, outcomes, seq: this.#seq });
-    this.#sync();
+    this.#sync({ queue, outcomes, seq: this.#seq });
   }
 
   /**
-   * Syncs the write-ahead log in Node's thread pool, then answers and fans out every transaction
-   * committed before the sync began, in commit order. Those committed meanwhile wait for the next
-   * sync, which serves all of them (group commit), while the event loop goes on parsing and
-   * inserting. A failed sync fails its publishes and every later one: whether they are on disk is
-   * not known.
+   * Syncs the write-ahead log in Node's thread pool, while the event loop goes on taking
+   * publishes; then answers `committed`, and commits what queued meanwhile. A failed sync fails
+   * its publishes and every later one: whether they are on disk is not known.
    */
-  #sync(): void {
-    if (this.#syncing || this.#unsynced.length === 0) return;
-    const done = this.#unsynced;
-    this.#unsynced = [];
+  #sync(committed: Committed): void {
     this.#syncing = true;
     const finish = (err: Error | null) => {
       if (err) {
@@ -413,9 +407,9 @@ export class SqliteBroker implements Broker {
           { cause: err },
         );
       }
-      for (const committed of done) this.#answer(committed);
       this.#syncing = false;
-      this.#sync();
+      this.#answer(committed);
+      this.#commit();
       if (!this.#syncing) for (const wake of this.#synced.splice(0)) wake();
     };
     if (this.#log === undefined || this.#syncError) finish(null);

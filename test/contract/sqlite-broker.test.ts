@@ -234,7 +234,7 @@ describe("SqliteBroker and the disk", () => {
     await broker.close();
   });
 
-  it("syncs once for the transactions committed while a sync was under way, and answers them in order", async () => {
+  it("commits and syncs once for the publishes that arrive while a sync is under way, and answers them in order", async () => {
     const held = holdSyncs();
     const broker = SqliteBroker.open({ path: freshPath(), historySize: 100 });
     const order: string[] = [];
@@ -246,7 +246,7 @@ describe("SqliteBroker and the disk", () => {
     await new Promise((resolve) => setImmediate(resolve));
     const third = broker.publishBatch([{ topic: "t", data: "3" }]).then(() => order.push("3"));
     await new Promise((resolve) => setImmediate(resolve));
-    // Two more commits, and no second sync while the first is under way.
+    // Two more publishes, and no second sync while the first is under way.
     expect(held.length).toBe(1);
     held[0]?.release();
     await first;
