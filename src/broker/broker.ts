@@ -1,3 +1,5 @@
+import { PublishOutcomeUnknownError } from "../errors.js";
+
 /** What a publisher sends, after validation: `data` is already text. */
 export interface EventInput {
   readonly topic: string;
@@ -197,4 +199,24 @@ function sameList(a: readonly string[] | undefined, b: readonly string[] | undef
   const x = a ?? [];
   const y = b ?? [];
   return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
+/**
+ * A publish that may or may not be stored, naming the ids its retry must carry to be stored once:
+ * `publishId` for a single event, `publishIds` (in order) for a batch.
+ */
+export function unknownOutcome(
+  reason: string,
+  ids: readonly string[],
+  batch: boolean,
+  options?: { cause: unknown },
+): Error {
+  const id = JSON.stringify(ids[0]);
+  // Not `options` when absent: the error's constructor would print it in the message.
+  const error = options
+    ? new PublishOutcomeUnknownError(reason, id, options)
+    : new PublishOutcomeUnknownError(reason, id);
+  if (!batch) return Object.assign(error, { publishId: ids[0] });
+  error.message = `${reason}: the events may or may not have been stored. Retry the batch with the same ids (this answer's ids field, in order): each is then stored exactly once`;
+  return Object.assign(error, { publishIds: ids });
 }

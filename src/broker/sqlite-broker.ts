@@ -20,6 +20,7 @@ import {
   sameContent,
   seqPos,
   storedEvent,
+  unknownOutcome,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
 
@@ -90,6 +91,8 @@ const RESERVED_KEY = "reserved ";
 /** One publish call waiting for the next commit: a batch, or a single event as a batch of one. */
 interface Pending {
   inputs: readonly EventInput[];
+  /** Sent as a batch (`publishBatch`): an unknown outcome then names every item's id. */
+  batch: boolean;
   resolve: (results: PublishResult[]) => void;
   reject: (err: unknown) => void;
 }
@@ -298,13 +301,17 @@ export class SqliteBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
-    return (await this.publishBatch([input]))[0] as PublishResult;
+    return (await this.#enqueue([input], false))[0] as PublishResult;
   }
 
   publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
+    return this.#enqueue(inputs, true);
+  }
+
+  #enqueue(inputs: readonly EventInput[], batch: boolean): Promise<PublishResult[]> {
     if (this.#syncError) return Promise.reject(this.#syncError);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ inputs, resolve, reject });
+      this.#queue.push({ inputs, batch, resolve, reject });
       // During a sync, the publishes queue for the commit that follows it.
       if (this.#commitScheduled || this.#syncing) return;
       this.#commitScheduled = true;
@@ -366,6 +373,10 @@ export class SqliteBroker implements Broker {
     if (this.#syncing || this.#queue.length === 0) return;
     const queue = this.#queue;
     this.#queue = [];
+    if (this.#syncError) {
+      for (const { reject } of queue) reject(this.#syncError);
+      return;
+    }
     const seqBefore = this.#seq;
     const outcomes: (PublishResult[] | Error)[] = [];
     try {
@@ -418,15 +429,18 @@ export class SqliteBroker implements Broker {
 
   /** Answers the publishes of a synced transaction, and fans its events out in id order. */
   #answer({ queue, outcomes, seq }: Committed): void {
-    if (this.#syncError) {
-      for (const { reject } of queue) reject(this.#syncError);
-      return;
-    }
-    this.#syncedSeq = seq;
-    for (const [i, { resolve, reject }] of queue.entries()) {
+    const failed = this.#syncError;
+    if (!failed) this.#syncedSeq = seq;
+    for (const [i, { batch, resolve, reject }] of queue.entries()) {
       const outcome = outcomes[i] as PublishResult[] | Error;
       if (outcome instanceof Error) {
         reject(outcome);
+        continue;
+      }
+      if (failed) {
+        // Committed, but whether it is on disk is not known: its ids make a retry (after a restart) safe.
+        const ids = outcome.map((r) => r.event.id);
+        reject(unknownOutcome("SQLite could not sync the database to disk", ids, batch, { cause: failed }));
         continue;
       }
       for (const { event, duplicate } of outcome) if (!duplicate) this.#listeners.emit(event);

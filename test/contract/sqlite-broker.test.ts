@@ -260,22 +260,48 @@ describe("SqliteBroker and the disk", () => {
     await broker.close();
   });
 
-  it("fails publishes with 503 and /health once the log cannot be synced, and stores no answer it cannot keep", async () => {
+  it("answers an unknown outcome with the ids to retry once the log cannot be synced, then 503 and /health", async () => {
+    const failing = vi.spyOn(fs, "fsync").mockImplementation(((_fd: number, done: (err: Error | null) => void) => {
+      done(Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }));
+    }) as typeof fs.fsync);
+    const path = freshPath();
+    const broker = SqliteBroker.open({ path, historySize: 100 });
+    const live: string[] = [];
+    await broker.subscribe((e) => live.push(e.data));
+    const single = await broker.publish({ topic: "t", data: "one" }).catch((err: unknown) => err);
+    expect(single).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN", publishId: expect.any(String) });
+    expect(broker.status()).toMatchObject({ ok: false, detail: expect.stringContaining("synced to disk") });
+    await expect(broker.publishBatch([{ topic: "t", data: "later" }])).rejects.toMatchObject({
+      code: "HERALD_BROKER_UNAVAILABLE",
+      message: expect.stringContaining("synced to disk"),
+    });
+    expect(live).toEqual([]);
+    await broker.close();
+    // After a restart, the retry with the id the answer named is stored once: here it was on disk after all.
+    failing.mockRestore();
+    const again = SqliteBroker.open({ path, historySize: 100 });
+    const id = (single as { publishId: string }).publishId;
+    expect(await again.publish({ topic: "t", data: "one", id })).toMatchObject({ duplicate: true, event: { id } });
+    expect((await again.read("", 10)).map((e) => e.data)).toEqual(["one"]);
+    await again.close();
+  });
+
+  it("names every item's id for a batch whose sync failed", async () => {
     vi.spyOn(fs, "fsync").mockImplementation(((_fd: number, done: (err: Error | null) => void) => {
       done(Object.assign(new Error("EIO: i/o error, fsync"), { code: "EIO" }));
     }) as typeof fs.fsync);
     const broker = SqliteBroker.open({ path: freshPath(), historySize: 100 });
-    const live: string[] = [];
-    await broker.subscribe((e) => live.push(e.data));
-    await expect(broker.publish({ topic: "t", data: "lost?" })).rejects.toMatchObject({
-      code: "HERALD_BROKER_UNAVAILABLE",
-      message: expect.stringContaining("synced to disk"),
+    const failed = await broker
+      .publishBatch([
+        { topic: "t", data: "a", id: "mine" },
+        { topic: "t", data: "b" },
+      ])
+      .catch((err: unknown) => err);
+    expect(failed).toMatchObject({
+      code: "HERALD_PUBLISH_OUTCOME_UNKNOWN",
+      publishIds: ["mine", expect.stringMatching(/-2$/)],
+      message: expect.stringContaining("Retry the batch with the same ids"),
     });
-    expect(broker.status()).toMatchObject({ ok: false, detail: expect.stringContaining("synced to disk") });
-    await expect(broker.publish({ topic: "t", data: "later" })).rejects.toMatchObject({
-      code: "HERALD_BROKER_UNAVAILABLE",
-    });
-    expect(live).toEqual([]);
     await broker.close();
   });
 
