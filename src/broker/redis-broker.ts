@@ -439,10 +439,11 @@ function describe(err: Error): string {
  * once per publish (see `drawKey`) and j counts the publish's events without id from 0. Redis maps
  * that key once for the whole publish, so such events cost no per-event bookkeeping; a retry with
  * `<key>.<j>` is the publish's j-th such event while the key is mapped, is refused as retired once
- * the first of them has left history, and is a new event with that id when the key is unknown
- * (the first try never reached Redis). When the reader finds that it missed events (trimmed while it lagged, or lost in a
- * failover), it tells its `onGap` listeners. With Sentinels it follows the primary through
- * failovers. Needs a single Redis (or a primary with replicas), not Redis Cluster.
+ * the first of them has left history (their places can no longer be counted), and is a new event
+ * with that id when the key is unknown (the first try never reached Redis). When the reader finds
+ * that it missed events (trimmed while it lagged, or lost in a failover), it tells its `onGap`
+ * listeners. With Sentinels it follows the primary through failovers. Needs a single Redis (or a
+ * primary with replicas), not Redis Cluster.
  */
 export class RedisBroker implements Broker {
   readonly #commands: Redis & PublishCommand;
