@@ -184,6 +184,30 @@ describe("Redis: retrying a publish whose outcome is unknown, with the ids of it
   }, 20_000);
 });
 
+describe("Redis: retry ids from a version that drew one key per event", () => {
+  it("still find their event, and leave history as before", async () => {
+    const prefix = newPrefix();
+    // What that version wrote for an event without id: the entry, and its drawn UUID mapped and timed.
+    const key = "3f0c6a4e-8b9d-4c1e-9f2a-7d5e3b1c0a98";
+    const sid = await redis.xadd(`${prefix}:events`, "*", "t", "t", "d", "old", "n", "1");
+    await redis.set(`${prefix}:seq`, "1");
+    await redis.hset(`${prefix}:ids`, key, sid as string);
+    await redis.zadd(`${prefix}:id-times`, (sid as string).split("-")[0] as string, key);
+    const broker = await connect(prefix, 2);
+    expect(await broker.publish({ topic: "t", data: "old", id: key })).toMatchObject({
+      duplicate: true,
+      event: { id: sid, data: "old" },
+    });
+    await broker.publishBatch([
+      { topic: "t", data: "1" },
+      { topic: "t", data: "2" },
+    ]);
+    await expect(broker.publish({ topic: "t", data: "old", id: key })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+  });
+});
+
 describe("Redis: ids of the retry form chosen by a publisher", () => {
   it("are ordinary ids when no publish drew their key: stored, then idempotent", async () => {
     const prefix = newPrefix();
