@@ -87,10 +87,13 @@ function drawKey(): string {
  * retired set). An id of the retry form `<drawn key>.<j>` that is not mapped itself names the j-th
  * event without publisher id of the earlier publish that drew that key (see `RedisBroker`): it is
  * that event when the key is mapped and the event is still there, refused when the key has left
- * history, and an ordinary new id when the key is unknown. Any refusal answers
- * {"conflict"|"retired", index} before anything is written. Then each new item gets a sequence
- * number `n` (one more than the previous event's, so that a reader can tell it missed some) and
- * is XADDed, trimming by size and age. Items with a publisher's id are mapped one by one; the items
+ * history, and an ordinary new id when the key is unknown; the key is then marked (`<key>\n`,
+ * mapped, timed and retired like a key), so that the publish that drew it, should it reach Redis
+ * after its retry (held in a link that came back), gives its events without id their retry ids
+ * and finds them stored, as a retry does. Any refusal answers {"conflict"|"retired", index}
+ * before anything is written. Then each new item gets a sequence number `n` (one more than the
+ * previous event's, so that a reader can tell it missed some) and is XADDed, trimming by size and
+ * age. Items with a publisher's id are mapped one by one; the items
  * without share the one key Herald drew for the publish, mapped once to the stream ids of the
  * first and last of them. Last, keys whose events have left the stream (for a drawn key: its last
  * event) are forgotten (a bounded number per call, so the key map stays as small as history) and
@@ -140,14 +143,30 @@ local function sameItems(a, b)
   end
   return true
 end
+-- A retry that reached Redis before this publish (held in a link that came back) stored its events
+-- under their retry ids and marked the drawn key (see 'retried' below): this publish's events
+-- without id then carry those ids, and are found stored. The mark's name, key .. LF, is one no
+-- publisher's id can take.
+local late = drawn ~= '' and (redis.call('HEXISTS', keys, drawn .. '\\n') == 1
+  or redis.call('ZSCORE', retired, drawn .. '\\n') ~= false)
+-- Each item's id: the publisher's, '' for the others (or their retry id when late).
+local keyOf, unnamed = {}, 0
+for i = 1, n do
+  local key = field(base(i), P)
+  if key == '' and late then
+    key = drawn .. '.' .. unnamed
+    unnamed = unnamed + 1
+  end
+  keyOf[i] = key
+end
 -- The stream id (false when not mapped) and retired score (false when not retired) of every
--- publisher's id; items without one are not looked up.
+-- item's id; items without one are not looked up.
 local owned = {}
-for i = 1, n do if field(base(i), P) ~= '' then owned[#owned + 1] = i end end
+for i = 1, n do if keyOf[i] ~= '' then owned[#owned + 1] = i end end
 local mappedTo, retiredAt = {}, {}
 for s = 1, #owned, SLICE do
   local names = {}
-  for j = s, math.min(s + SLICE - 1, #owned) do names[#names + 1] = ARGV[base(owned[j]) + P] end
+  for j = s, math.min(s + SLICE - 1, #owned) do names[#names + 1] = keyOf[owned[j]] end
   local sids = redis.call('HMGET', keys, unpack(names))
   local scores = redis.call('ZMSCORE', retired, unpack(names))
   for j = 1, #names do
@@ -188,10 +207,12 @@ local function entriesOf(key)
   drawnEntries[key] = known
   return known
 end
+-- Drawn keys unknown here whose retry ids name new events: marked, for their publish if it comes late.
+local retried = {}
 local plan, firstNew, fresh = {}, {}, 0
 for i = 1, n do
   local b = base(i)
-  local key = field(b, P)
+  local key = keyOf[i]
   local earlier = key ~= '' and firstNew[key]
   if key == '' then
     plan[i] = false
@@ -219,6 +240,7 @@ for i = 1, n do
         plan[i] = false
         firstNew[key] = i
         fresh = fresh + 1
+        if entries == false then retried[i] = drawnKey end
       end
     end
   end
@@ -228,12 +250,14 @@ local number = 0
 if fresh > 0 then number = redis.call('INCRBY', seq, fresh) - fresh end
 local mapped, timed = {}, {}
 local firstDrawn, lastDrawn
+-- Drawn key → the time of the last event stored under one of its retry ids.
+local marks = {}
 local function ms(sid) return string.sub(sid, 1, string.find(sid, '-', 1, true) - 1) end
 for i = 1, n do
   local b, p = base(i), plan[i]
   if p == false then
     number = number + 1
-    local key = field(b, P)
+    local key = keyOf[i]
     local fields = {'t', ARGV[b + T], 'd', ARGV[b + D], 'n', number}
     if field(b, E) ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = ARGV[b + E] end
     if field(b, R) ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = ARGV[b + R] end
@@ -247,6 +271,7 @@ for i = 1, n do
       mapped[#mapped + 1] = sid
       timed[#timed + 1] = ms(sid)
       timed[#timed + 1] = key
+      if retried[i] then marks[retried[i]] = ms(sid) end
     else
       firstDrawn = firstDrawn or sid
       lastDrawn = sid
@@ -266,6 +291,12 @@ if fresh > 0 then
     mapped[#mapped + 1] = firstDrawn .. ' ' .. lastDrawn
     timed[#timed + 1] = ms(lastDrawn)
     timed[#timed + 1] = drawn
+  end
+  for key, time in pairs(marks) do
+    mapped[#mapped + 1] = key .. '\\n'
+    mapped[#mapped + 1] = 'retried'
+    timed[#timed + 1] = time
+    timed[#timed + 1] = key .. '\\n'
   end
   sliced('HSET', keys, mapped)
   sliced('ZADD', keytimes, timed)
@@ -299,8 +330,8 @@ return redis.call('XTRIM', KEYS[1], 'MINID', tonumber(now[1]) * 1000 + math.floo
 type Fields = string[];
 /**
  * The stream; the key map (publisher's id → stream id, drawn key → "<first> <last>" stream ids of
- * its publish's events without publisher id); its index by time; the sequence counter; the keys
- * that left history.
+ * its publish's events without publisher id, drawn key + LF → "retried"); its index by time; the
+ * sequence counter; the keys that left history.
  */
 type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string];
 type Entry = [id: string, fields: Fields];

@@ -137,6 +137,40 @@ describe("Redis: retrying a publish whose outcome is unknown, with the ids of it
     20_000,
   );
 
+  it.each(cases.filter(([, , single]) => !single))(
+    "%s whose retry reached Redis first, the first try later (held in a link that came back): each stored once",
+    async (_what, inputs) => {
+      const prefix = newPrefix();
+      const proxy = await startTcpProxy(REDIS_PORT);
+      proxies.push(proxy);
+      const node = await connect(prefix, 100, proxy.url);
+      await node.publish({ topic: "t", data: "before" });
+      proxy.freeze();
+      const error = await node.publishBatch(inputs).catch((err: { code: string; publishIds: string[] }) => err);
+      expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
+      const ids = (error as { publishIds: string[] }).publishIds;
+      const retrier = await connect(prefix, 100);
+      const retried = await retrier.publishBatch(withIds(inputs, ids));
+      expect(retried.map((r) => [r.duplicate, r.event.id])).toEqual(ids.map((id) => [false, id]));
+      // The first try reaches Redis now, before anything the node sends once it has reconnected.
+      proxy.thaw();
+      await waitFor(
+        "the node to publish again",
+        () =>
+          node.publish({ topic: "t", data: "after" }).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+      );
+      expect(datas(await retrier.read("", 100))).toEqual(["before", ...datas(inputs), "after"]);
+      expect((await retrier.publishBatch(withIds(inputs, ids))).map((r) => r.event)).toEqual(
+        retried.map((r) => r.event),
+      );
+    },
+    20_000,
+  );
+
   it("refuses a retry whose events left history with 409 HERALD_ID_RETIRED, and stores nothing", async () => {
     const prefix = newPrefix();
     const proxy = await startTcpProxy(REDIS_PORT);
