@@ -116,11 +116,10 @@ function heraldEnv(broker: string): { env: Record<string, string>; cleanup: () =
 }
 
 /**
+ * An event, with the publisher id `e-<n>` when `withIds` (Redis's extra row: see `WITH_IDS_MODE`).
  * The bench's readers check that ids end in consecutive numbers. Memory and SQLite ids do
  * (`<run>-<n>`), in the order Herald stored the events. Redis assigns `<ms>-<n>`, whose `n` starts
- * again each millisecond, so with Redis each event carries a publisher id `e-<n>` (which also runs
- * Redis's idempotency check for each, as a publisher with ids would), and only the count is
- * checked: concurrent batches are stored in the order they arrive, not in `n` order.
+ * again each millisecond, so with Redis only the count is checked.
  */
 function event(n: number, withIds: boolean): string {
   const id = withIds ? `,"id":"e-${n}"` : "";
@@ -194,6 +193,15 @@ async function measure(server: RunningServer, pool: WorkerPool, mode: Mode, with
   };
 }
 
+/**
+ * Redis only, one more row: batches with subscribers on another topic, each event with a publisher
+ * id, for which Redis keeps an idempotency key per event (without ids, one per batch).
+ */
+const WITH_IDS_MODE: Mode = {
+  ...(MODES.find((mode) => mode.perRequest === BATCH && !mode.receiving) as Mode),
+  name: `batches of ${BATCH}, subscribers on another topic, each event with a publisher id`,
+};
+
 /** The mode the floor is measured in: single events, subscribers connected on another topic. */
 const FLOOR_MODE = MODES.find((mode) => mode.perRequest === 1 && !mode.receiving) as Mode;
 /** What the floor row's broker column says. */
@@ -212,8 +220,8 @@ const FLOOR_SERVER: ServerSpec = {
 
 /**
  * One row: `server` started, the subscribers connected (on the published topic or another), `mode`
- * measured, and every subscriber checked to have got what was due (in order, unless publisher
- * ids are sent: see `event`).
+ * measured, and every subscriber checked to have got what was due (in order when `ordered`: see
+ * `event`).
  */
 async function measureRow(
   pool: WorkerPool,
@@ -221,6 +229,7 @@ async function measureRow(
   broker: string,
   mode: Mode,
   withIds: boolean,
+  ordered: boolean,
 ): Promise<Figures> {
   const server = await startServer(spec, 15_000);
   try {
@@ -229,7 +238,7 @@ async function measureRow(
     await pool.phase(false);
     const figures = await measure(server, pool, mode, withIds);
     const report = await pool.report();
-    if (!withIds && report.outOfOrder > 0)
+    if (ordered && report.outOfOrder > 0)
       throw new Error(`${report.outOfOrder} events out of order: ${report.firstError}`);
     if (report.readersClosed > 0) throw new Error(`the server closed ${report.readersClosed} subscribers`);
     const due = mode.receiving ? figures.events : 0;
@@ -252,7 +261,10 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   try {
     for (const broker of BROKERS) {
-      for (const mode of MODES) {
+      for (const [mode, withIds] of [
+        ...MODES.map((mode) => [mode, false] as const),
+        ...(broker === "redis" ? [[WITH_IDS_MODE, true] as const] : []),
+      ]) {
         const { env, cleanup } = heraldEnv(broker);
         const herald: ServerSpec = {
           name: "herald",
@@ -261,13 +273,13 @@ async function main(): Promise<void> {
           env,
         };
         try {
-          results.push(await measureRow(pool, herald, broker, mode, broker === "redis"));
+          results.push(await measureRow(pool, herald, broker, mode, withIds, broker !== "redis"));
         } finally {
           await cleanup();
         }
       }
     }
-    results.push(await measureRow(pool, FLOOR_SERVER, FLOOR_LABEL, FLOOR_MODE, false));
+    results.push(await measureRow(pool, FLOOR_SERVER, FLOOR_LABEL, FLOOR_MODE, false, true));
   } finally {
     pool.kill();
     killAllServers();
@@ -312,10 +324,12 @@ Herald runs as its own process (\`dist/main.js\`); ${SUBSCRIBERS} subscribers on
 ${WORKERS} load-generator processes, receive and check every event (once, in order). Closed loop for
 ${SECONDS} s per row: batches of ${BATCH} with 4 requests in flight, or single events with 64 in flight, and
 never more than 16 batches (or 4,000 events) published ahead of the slowest subscriber. About 100 bytes
-per event on the wire. With Redis each event carries a publisher id, so Redis also runs its
-idempotency check for every event, and subscribers' counts are checked but not the order of
-concurrent batches (memory and SQLite assign consecutive ids, and every subscriber is checked to get
-them in that order). Rows "subscribers on another topic": the ${SUBSCRIBERS} subscribers stay connected on
+per event on the wire. Events carry no publisher id, on every broker. Memory and SQLite assign
+consecutive ids, and every subscriber is checked to get them in that order; Redis assigns
+\`<ms>-<n>\`, whose \`n\` starts again each millisecond, so with Redis the subscribers' counts are
+checked but not the order. The Redis row "each event with a publisher id" sends the same batches
+with an id on each event, for which Redis keeps an idempotency key per event (one per batch without
+ids). Rows "subscribers on another topic": the ${SUBSCRIBERS} subscribers stay connected on
 another topic and receive nothing, and nothing holds the publisher back but Herald's answers: what
 Herald takes in, apart from what the load generator can read. The last row is a floor for single
 publishes: the same load against a Fastify route that parses the body and answers 201 with an id,

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import { Redis, type RedisOptions } from "ioredis";
 import {
@@ -71,32 +71,52 @@ const PAGE = 10_000;
 const STREAM_ID = /^\d+-\d+$/;
 
 /**
- * Appends a batch of events atomically (a single event is a batch of one). First, for every item:
- * the idempotency check for its key (the publisher's id, or one Herald drew for a publish without
- * id), against history and the batch's earlier items, and the check that the key has not left
- * history (a key still mapped to a trimmed entry, or one in the retired set). Any refusal answers
- * {"conflict"|"retired", index} before anything is written. Then each new item gets a sequence
- * number `n` (one more than the previous event's, so that a reader can tell it missed some) and
- * is XADDed, trimming by size and age. Last, keys whose events have left the stream are forgotten
- * (a bounded number per call, so the key map stays as small as history) and go to the retired
- * set, which keeps the newest `capacity`. Answers {"ok", item...}, each item the new event's stream
- * id, {"dup", id, fields} or {"same", index of the batch's earlier item}.
+ * The key of one publish's events without publisher id: 128 random bits as `<digits>-<digits>`,
+ * the form publishers may not give their ids, so that it never names a publisher's event in the
+ * key map. Its events' retry ids are `<key>.<j>` (j from 0, counting only those events).
+ */
+function drawKey(): string {
+  const bytes = randomBytes(16);
+  return `${bytes.readBigUInt64BE(0)}-${bytes.readBigUInt64BE(8)}`;
+}
+
+/**
+ * Appends a batch of events atomically (a single event is a batch of one). First, for every item
+ * with a publisher's id: the idempotency check against history and the batch's earlier items, and
+ * the check that the id has not left history (an id still mapped to a trimmed entry, or one in the
+ * retired set). An id of the retry form `<drawn key>.<j>` that is not mapped itself names the j-th
+ * event without publisher id of the earlier publish that drew that key (see `RedisBroker`): it is
+ * that event when the key is mapped and the event is still there, refused when the key has left
+ * history, and an ordinary new id when the key is unknown; the key is then marked (`<key>\n`,
+ * mapped, timed and retired like a key), so that the publish that drew it, should it reach Redis
+ * after its retry (held in a link that came back), gives its events without id their retry ids
+ * and finds them stored, as a retry does. Any refusal answers {"conflict"|"retired", index}
+ * before anything is written. Then each new item gets a sequence number `n` (one more than the
+ * previous event's, so that a reader can tell it missed some) and is XADDed, trimming by size and
+ * age. Items with a publisher's id are mapped one by one; the items
+ * without share the one key Herald drew for the publish, mapped once to the stream ids of the
+ * first and last of them. Last, keys whose events have left the stream (for a drawn key: its last
+ * event) are forgotten (a bounded number per call, so the key map stays as small as history) and
+ * go to the retired set, which keeps the newest `capacity`. Answers {"ok", item...}, each item the
+ * new event's stream id, {"dup", id, fields} or {"same", index of the batch's earlier item}.
  *
- * Per-event work is Redis's scarce resource (one thread for the whole cluster): keys are looked up,
- * mapped and retired with one command per slice of the batch rather than one per event, and the
- * stream is trimmed once per batch. Needs Redis 6.2 (ZMSCORE, XTRIM MINID).
+ * Per-event work is Redis's scarce resource (one thread for the whole cluster): an event without
+ * publisher id costs an XADD and nothing else; ids are looked up, mapped and retired with one
+ * command per slice of the batch rather than one per event, and the stream is trimmed once per
+ * batch. Needs Redis 6.2 (ZMSCORE, XTRIM MINID).
  */
 const PUBLISH_SCRIPT = `
 local stream, keys, keytimes, seq, retired = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
--- ARGV[4] names the arguments each item has, in order, one letter each: k its key, p the publisher's
--- id, t topic, e event, d data, r retry, x private ('1'), a alternates (JSON). A field it does not
--- name is empty in every item; an item without k has the publisher's id as key.
+-- ARGV[4] names the arguments each item has, in order, one letter each: p the publisher's id, t
+-- topic, e event, d data, r retry, x private ('1'), a alternates (JSON). A field it does not name
+-- is empty in every item. ARGV[5] is the key drawn for the items without publisher id ('' if none).
 local at = {}
 for j = 1, #ARGV[4] do at[string.sub(ARGV[4], j, j)] = j end
-local K, P, T, E, D, R, X, A = at.k or at.p, at.p, at.t, at.e, at.d, at.r, at.x, at.a
+local P, T, E, D, R, X, A = at.p, at.t, at.e, at.d, at.r, at.x, at.a
+local drawn = ARGV[5]
 local width = #ARGV[4]
-local n = (#ARGV - 4) / width
+local n = (#ARGV - 5) / width
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
@@ -107,7 +127,7 @@ local function sliced(command, key, list)
   for s = 1, #list, SLICE do redis.call(command, key, unpack(list, s, math.min(s + SLICE - 1, #list))) end
 end
 -- Item i's arguments are ARGV[b + 1 .. b + width].
-local function base(i) return 4 + (i - 1) * width end
+local function base(i) return 5 + (i - 1) * width end
 local function field(b, j) if j then return ARGV[b + j] end return '' end
 local function sameStored(fields, b)
   local f = {}
@@ -119,28 +139,85 @@ local function sameStored(fields, b)
 end
 local function sameItems(a, b)
   for j = 1, width do
-    if j ~= K and j ~= P and ARGV[a + j] ~= ARGV[b + j] then return false end
+    if j ~= P and ARGV[a + j] ~= ARGV[b + j] then return false end
   end
   return true
 end
--- Every item's stream id (false when its key is not mapped) and retired score (false when not retired).
+-- A retry that reached Redis before this publish (held in a link that came back) stored its events
+-- under their retry ids and marked the drawn key (see 'retried' below): this publish's events
+-- without id then carry those ids, and are found stored. The mark's name, key .. LF, is one no
+-- publisher's id can take.
+local late = drawn ~= '' and (redis.call('HEXISTS', keys, drawn .. '\\n') == 1
+  or redis.call('ZSCORE', retired, drawn .. '\\n') ~= false)
+-- Each item's id: the publisher's, '' for the others (or their retry id when late).
+local keyOf, unnamed = {}, 0
+for i = 1, n do
+  local key = field(base(i), P)
+  if key == '' and late then
+    key = drawn .. '.' .. unnamed
+    unnamed = unnamed + 1
+  end
+  keyOf[i] = key
+end
+-- The stream id (false when not mapped) and retired score (false when not retired) of every
+-- item's id; items without one are not looked up.
+local owned = {}
+for i = 1, n do if keyOf[i] ~= '' then owned[#owned + 1] = i end end
 local mappedTo, retiredAt = {}, {}
-for s = 1, n, SLICE do
+for s = 1, #owned, SLICE do
   local names = {}
-  for i = s, math.min(s + SLICE - 1, n) do names[#names + 1] = ARGV[base(i) + K] end
+  for j = s, math.min(s + SLICE - 1, #owned) do names[#names + 1] = keyOf[owned[j]] end
   local sids = redis.call('HMGET', keys, unpack(names))
   local scores = redis.call('ZMSCORE', retired, unpack(names))
   for j = 1, #names do
-    mappedTo[s + j - 1] = sids[j]
-    retiredAt[s + j - 1] = scores[j]
+    mappedTo[owned[s + j - 1]] = sids[j]
+    retiredAt[owned[s + j - 1]] = scores[j]
   end
 end
+-- A retry id '<digits>-<digits>.<j>' (j without leading zeros): the drawn key and j.
+local function retryOf(id)
+  local key, j = string.match(id, '^(%d+%-%d+)%.(%d+)$')
+  if key == nil or #j > 9 or (#j > 1 and string.sub(j, 1, 1) == '0') then return nil end
+  return key, tonumber(j)
+end
+-- The entries without publisher id that the publish which drew 'key' wrote, in order ('retired'
+-- when the key, or the first of them, has left history; false when the key is unknown). They are
+-- adjacent in the stream, that publish being atomic, and the stream is only trimmed at its old end.
+local drawnEntries = {}
+local function entriesOf(key)
+  local known = drawnEntries[key]
+  if known ~= nil then return known end
+  local range = redis.call('HGET', keys, key)
+  if range then
+    local first, last = string.match(range, '^(%S+) (%S+)$')
+    local found = redis.call('XRANGE', stream, first, last)
+    if #found == 0 or found[1][1] ~= first then
+      known = 'retired'
+    else
+      known = {}
+      for _, entry in ipairs(found) do
+        local own = false
+        for f = 1, #entry[2], 2 do if entry[2][f] == 'p' then own = true end end
+        if not own then known[#known + 1] = entry end
+      end
+    end
+  else
+    known = redis.call('ZSCORE', retired, key) and 'retired'
+  end
+  drawnEntries[key] = known
+  return known
+end
+-- Drawn keys unknown here whose retry ids name new events: marked, for their publish if it comes late.
+local retried = {}
 local plan, firstNew, fresh = {}, {}, 0
 for i = 1, n do
   local b = base(i)
-  local key = ARGV[b + K]
-  local earlier = firstNew[key]
-  if earlier then
+  local key = keyOf[i]
+  local earlier = key ~= '' and firstNew[key]
+  if key == '' then
+    plan[i] = false
+    fresh = fresh + 1
+  elseif earlier then
     if not sameItems(base(earlier), b) then return {'conflict', i - 1} end
     plan[i] = earlier
   else
@@ -152,9 +229,19 @@ for i = 1, n do
     elseif sid or retiredAt[i] then
       return {'retired', i - 1}
     else
-      plan[i] = false
-      firstNew[key] = i
-      fresh = fresh + 1
+      local drawnKey, j = retryOf(key)
+      local entries = drawnKey and entriesOf(drawnKey)
+      if entries == 'retired' then return {'retired', i - 1} end
+      local entry = entries and entries[j + 1]
+      if entry then
+        if not sameStored(entry[2], b) then return {'conflict', i - 1} end
+        plan[i] = {'dup', entry[1], entry[2]}
+      else
+        plan[i] = false
+        firstNew[key] = i
+        fresh = fresh + 1
+        if entries == false then retried[i] = drawnKey end
+      end
     end
   end
 end
@@ -162,22 +249,33 @@ local out = {'ok'}
 local number = 0
 if fresh > 0 then number = redis.call('INCRBY', seq, fresh) - fresh end
 local mapped, timed = {}, {}
+local firstDrawn, lastDrawn
+-- Drawn key → the time of the last event stored under one of its retry ids.
+local marks = {}
+local function ms(sid) return string.sub(sid, 1, string.find(sid, '-', 1, true) - 1) end
 for i = 1, n do
   local b, p = base(i), plan[i]
   if p == false then
     number = number + 1
+    local key = keyOf[i]
     local fields = {'t', ARGV[b + T], 'd', ARGV[b + D], 'n', number}
     if field(b, E) ~= '' then fields[#fields + 1] = 'e'; fields[#fields + 1] = ARGV[b + E] end
     if field(b, R) ~= '' then fields[#fields + 1] = 'r'; fields[#fields + 1] = ARGV[b + R] end
-    if field(b, P) ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = ARGV[b + P] end
+    if key ~= '' then fields[#fields + 1] = 'p'; fields[#fields + 1] = key end
     if field(b, X) == '1' then fields[#fields + 1] = 'x'; fields[#fields + 1] = '1' end
     if field(b, A) ~= '' then fields[#fields + 1] = 'a'; fields[#fields + 1] = ARGV[b + A] end
     -- Trimmed once below, after the whole batch: the same history as trimming at each XADD.
     local sid = redis.call('XADD', stream, '*', unpack(fields))
-    mapped[#mapped + 1] = ARGV[b + K]
-    mapped[#mapped + 1] = sid
-    timed[#timed + 1] = string.sub(sid, 1, string.find(sid, '-', 1, true) - 1)
-    timed[#timed + 1] = ARGV[b + K]
+    if key ~= '' then
+      mapped[#mapped + 1] = key
+      mapped[#mapped + 1] = sid
+      timed[#timed + 1] = ms(sid)
+      timed[#timed + 1] = key
+      if retried[i] then marks[retried[i]] = ms(sid) end
+    else
+      firstDrawn = firstDrawn or sid
+      lastDrawn = sid
+    end
     out[i + 1] = sid
   elseif type(p) == 'number' then
     out[i + 1] = {'same', p - 1}
@@ -187,6 +285,19 @@ for i = 1, n do
 end
 if fresh > 0 then
   redis.call('XTRIM', stream, 'MAXLEN', maxlen)
+  if lastDrawn and drawn ~= '' then
+    -- Retired by the time of its last entry: while any of them is in the stream, the key is mapped.
+    mapped[#mapped + 1] = drawn
+    mapped[#mapped + 1] = firstDrawn .. ' ' .. lastDrawn
+    timed[#timed + 1] = ms(lastDrawn)
+    timed[#timed + 1] = drawn
+  end
+  for key, time in pairs(marks) do
+    mapped[#mapped + 1] = key .. '\\n'
+    mapped[#mapped + 1] = 'retried'
+    timed[#timed + 1] = time
+    timed[#timed + 1] = key .. '\\n'
+  end
   sliced('HSET', keys, mapped)
   sliced('ZADD', keytimes, timed)
 end
@@ -217,7 +328,11 @@ return redis.call('XTRIM', KEYS[1], 'MINID', tonumber(now[1]) * 1000 + math.floo
 `;
 
 type Fields = string[];
-/** The stream, the key → stream id map, its index by time, the sequence counter, and the keys that left history. */
+/**
+ * The stream; the key map (publisher's id → stream id, drawn key → "<first> <last>" stream ids of
+ * its publish's events without publisher id, drawn key + LF → "retried"); its index by time; the
+ * sequence counter; the keys that left history.
+ */
 type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string];
 type Entry = [id: string, fields: Fields];
 /** What `PUBLISH_SCRIPT` answers for one item of a batch. */
@@ -351,9 +466,15 @@ function describe(err: Error): string {
  * offline queue, nothing buffered) and the reader resumes from its last id once Redis is back.
  * A connection that stops answering is noticed within `REDIS_LIVENESS_BOUND_MS` and reopened; a
  * publish caught in it fails with `PublishOutcomeUnknownError`, which names the id that makes its
- * retry safe. When the reader finds that it missed events (trimmed while it lagged, or lost in a
- * failover), it tells its `onGap` listeners. With Sentinels it follows the primary through
- * failovers. Needs a single Redis (or a primary with replicas), not Redis Cluster.
+ * retry safe: the publisher's id, or for an event without one `<key>.<j>`, where `<key>` is drawn
+ * once per publish (see `drawKey`) and j counts the publish's events without id from 0. Redis maps
+ * that key once for the whole publish, so such events cost no per-event bookkeeping; a retry with
+ * `<key>.<j>` is the publish's j-th such event while the key is mapped, is refused as retired once
+ * the first of them has left history (their places can no longer be counted), and is a new event
+ * with that id when the key is unknown (the first try never reached Redis). When the reader finds
+ * that it missed events (trimmed while it lagged, or lost in a failover), it tells its `onGap`
+ * listeners. With Sentinels it follows the primary through failovers. Needs a single Redis (or a
+ * primary with replicas), not Redis Cluster.
  */
 export class RedisBroker implements Broker {
   readonly #commands: Redis & PublishCommand;
@@ -496,15 +617,15 @@ export class RedisBroker implements Broker {
       privates ||= input.private === true;
       alternates ||= (input.alternates?.length ?? 0) > 0;
     }
-    const drawn = ids < inputs.length;
-    const shape = `${drawn ? "k" : ""}${ids > 0 ? "p" : ""}t${events ? "e" : ""}d${retries ? "r" : ""}${privates ? "x" : ""}${alternates ? "a" : ""}`;
-    const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity, shape];
-    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely with them.
+    const shape = `${ids > 0 ? "p" : ""}t${events ? "e" : ""}d${retries ? "r" : ""}${privates ? "x" : ""}${alternates ? "a" : ""}`;
+    // Drawn before sending, so that a publish whose outcome is unknown can be retried safely.
+    const drawn = ids < inputs.length ? drawKey() : "";
+    const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity, shape, drawn];
+    // The id each item's retry must carry: the publisher's, or `<drawn>.<j>` for the j-th without one.
     const keys: string[] = [];
+    let unnamed = 0;
     for (const input of inputs) {
-      const key = input.id ?? randomUUID();
-      keys.push(key);
-      if (drawn) args.push(key);
+      keys.push(input.id ?? `${drawn}.${unnamed++}`);
       if (ids > 0) args.push(input.id ?? "");
       args.push(input.topic);
       if (events) args.push(input.event ?? "");
@@ -620,7 +741,9 @@ export class RedisBroker implements Broker {
   /** The stream id of an event id: a publisher's id through the id map, or a stream id that is still there. */
   async #locate(id: string): Promise<string | undefined> {
     const [stream, ids] = this.#keys;
-    const sid = (await this.#commands.hget(ids, id)) ?? (STREAM_ID.test(id) ? id : undefined);
+    const mapped = await this.#commands.hget(ids, id);
+    // A drawn key maps to a range ("<first> <last>"), never an event: `id` is then a stream id or nothing.
+    const sid = mapped !== null && STREAM_ID.test(mapped) ? mapped : STREAM_ID.test(id) ? id : undefined;
     if (sid === undefined) return undefined;
     try {
       const found = (await this.#commands.xrange(stream, sid, sid)) as Entry[];

@@ -1,0 +1,306 @@
+import { Redis } from "ioredis";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import type { EventInput } from "../../src/broker/broker.js";
+import { RedisBroker } from "../../src/broker/redis-broker.js";
+import { deleteKeys, REDIS_URL, uniquePrefix } from "../helpers/redis.js";
+import { silentLogger, startServer, type TestServer } from "../helpers/server.js";
+import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.js";
+import { waitFor } from "../helpers/wait.js";
+
+// Retrying a publish whose outcome is unknown, for events published without an id: Redis keeps one
+// key per publish for them (not one per event), and the retry ids Herald hands out must still make
+// each retry safe. The first try goes through a TCP proxy that freezes, as a dead link would.
+const REDIS_PORT = Number(new URL(REDIS_URL).port || 6379);
+const prefixes: string[] = [];
+const open: { close(): Promise<void> }[] = [];
+const proxies: TcpProxy[] = [];
+const redis = new Redis(REDIS_URL);
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((o) => o.close()));
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+});
+afterAll(async () => {
+  await Promise.all(prefixes.map((prefix) => deleteKeys(prefix)));
+  redis.disconnect();
+});
+
+function newPrefix(): string {
+  const prefix = uniquePrefix();
+  prefixes.push(prefix);
+  return prefix;
+}
+
+async function connect(prefix: string, historySize: number, url = REDIS_URL): Promise<RedisBroker> {
+  const broker = await RedisBroker.connect({ url, prefix, historySize, log: silentLogger });
+  open.push(broker);
+  return broker;
+}
+
+interface Caught {
+  /** `publishIds` of a batch, or `[publishId]` of a single event. */
+  ids: string[];
+  /** What history held before the caught publish. */
+  before: number;
+}
+
+/**
+ * Publishes `inputs` (one event with `publish` when `single`) on a broker whose link to Redis
+ * freezes first, and returns the ids of its `PublishOutcomeUnknownError`. `reached`: the frozen
+ * link then delivers the publish, and Redis stores it (the answer was lost); else the link dies
+ * with it and it never reaches Redis.
+ */
+async function caught(prefix: string, historySize: number, inputs: EventInput[], reached: boolean, single = false) {
+  const proxy = await startTcpProxy(REDIS_PORT);
+  proxies.push(proxy);
+  const node = await connect(prefix, historySize, proxy.url);
+  // The script is loaded and the link is known to answer before it freezes.
+  await node.publish({ topic: "t", data: "before" });
+  const before = await redis.xlen(`${prefix}:events`);
+  proxy.freeze();
+  const error = (await (single ? node.publish(inputs[0] as EventInput) : node.publishBatch(inputs)).then(
+    () => new Error("the publish was answered through a frozen link"),
+    (err: unknown) => err,
+  )) as { code?: string; publishIds?: string[]; publishId?: string };
+  expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
+  if (reached) {
+    proxy.thaw();
+    await waitFor("Redis to run the caught publish", async () => (await redis.xlen(`${prefix}:events`)) > before);
+  } else {
+    await proxy.close();
+  }
+  const ids = single ? [error.publishId as string] : (error.publishIds as string[]);
+  expect(ids).toHaveLength(inputs.length);
+  return { ids, before } satisfies Caught;
+}
+
+const withIds = (inputs: EventInput[], ids: string[]) => inputs.map((input, i) => ({ ...input, id: ids[i] }));
+const datas = (events: readonly { data: string }[]) => events.map((e) => e.data);
+
+describe("Redis: retrying a publish whose outcome is unknown, with the ids of its error", () => {
+  const idless: EventInput[] = Array.from({ length: 5 }, (_, i) => ({ topic: "t", data: `e${i}` }));
+  const mixed: EventInput[] = [
+    { topic: "t", data: "m0" },
+    { topic: "t", data: "m1", id: "own-1" },
+    { topic: "u", data: "m2", event: "tick" },
+    { topic: "t", data: "m3", id: "own-3", retry: 100 },
+    { topic: "t", data: "m4", private: true },
+  ];
+  const cases: [string, EventInput[], boolean][] = [
+    ["a batch without ids", idless, false],
+    ["a batch mixing publisher ids and events without", mixed, false],
+    ["a single event without id", [{ topic: "t", data: "solo" }], true],
+  ];
+
+  it.each(cases)(
+    "%s that reached Redis: the retry stores nothing and answers the original events",
+    async (_what, inputs, single) => {
+      const prefix = newPrefix();
+      const { ids } = await caught(prefix, 100, inputs, true, single);
+      // The publisher's own ids are the ids to retry with; the others are distinct.
+      for (const [i, input] of inputs.entries()) if (input.id !== undefined) expect(ids[i]).toBe(input.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      const retrier = await connect(prefix, 100);
+      const stored = (await retrier.read("", 100)).slice(1);
+      expect(datas(stored)).toEqual(datas(inputs));
+      const retried = await retrier.publishBatch(withIds(inputs, ids));
+      expect(retried.map((r) => r.duplicate)).toEqual(inputs.map(() => true));
+      expect(retried.map((r) => r.event)).toEqual(stored);
+      // Events without a publisher's id keep the ids Redis gave them.
+      for (const [i, input] of inputs.entries()) expect(stored[i]?.id === ids[i]).toBe(input.id !== undefined);
+      // And once more: still nothing new.
+      expect((await retrier.publishBatch(withIds(inputs, ids))).every((r) => r.duplicate)).toBe(true);
+      expect(datas(await retrier.read("", 100))).toEqual(["before", ...datas(inputs)]);
+    },
+    20_000,
+  );
+
+  it.each(cases)(
+    "%s that never reached Redis: the retry stores each event once, under its retry id",
+    async (_what, inputs, single) => {
+      const prefix = newPrefix();
+      const { ids } = await caught(prefix, 100, inputs, false, single);
+      const retrier = await connect(prefix, 100);
+      expect(datas(await retrier.read("", 100))).toEqual(["before"]);
+      const retried = await retrier.publishBatch(withIds(inputs, ids));
+      expect(retried.map((r) => [r.duplicate, r.event.id])).toEqual(ids.map((id) => [false, id]));
+      const again = await retrier.publishBatch(withIds(inputs, ids));
+      expect(again.map((r) => r.duplicate)).toEqual(inputs.map(() => true));
+      expect(again.map((r) => r.event)).toEqual(retried.map((r) => r.event));
+      // The retry may also come one event at a time.
+      for (const [i, input] of withIds(inputs, ids).entries()) {
+        expect((await retrier.publish(input)).event).toEqual(retried[i]?.event);
+      }
+      const history = await retrier.read("", 100);
+      expect(datas(history)).toEqual(["before", ...datas(inputs)]);
+      expect(history.slice(1).map((e) => e.id)).toEqual(ids);
+    },
+    20_000,
+  );
+
+  it.each(cases.filter(([, , single]) => !single))(
+    "%s whose retry reached Redis first, the first try later (held in a link that came back): each stored once",
+    async (_what, inputs) => {
+      const prefix = newPrefix();
+      const proxy = await startTcpProxy(REDIS_PORT);
+      proxies.push(proxy);
+      const node = await connect(prefix, 100, proxy.url);
+      await node.publish({ topic: "t", data: "before" });
+      proxy.freeze();
+      const error = await node.publishBatch(inputs).catch((err: { code: string; publishIds: string[] }) => err);
+      expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
+      const ids = (error as { publishIds: string[] }).publishIds;
+      const retrier = await connect(prefix, 100);
+      const retried = await retrier.publishBatch(withIds(inputs, ids));
+      expect(retried.map((r) => [r.duplicate, r.event.id])).toEqual(ids.map((id) => [false, id]));
+      // The first try reaches Redis now, before anything the node sends once it has reconnected.
+      proxy.thaw();
+      await waitFor(
+        "the node to publish again",
+        () =>
+          node.publish({ topic: "t", data: "after" }).then(
+            () => true,
+            () => false,
+          ),
+        10_000,
+      );
+      expect(datas(await retrier.read("", 100))).toEqual(["before", ...datas(inputs), "after"]);
+      expect((await retrier.publishBatch(withIds(inputs, ids))).map((r) => r.event)).toEqual(
+        retried.map((r) => r.event),
+      );
+    },
+    20_000,
+  );
+
+  it("refuses a retry whose events left history with 409 HERALD_ID_RETIRED, and stores nothing", async () => {
+    const prefix = newPrefix();
+    const proxy = await startTcpProxy(REDIS_PORT);
+    proxies.push(proxy);
+    const settings = { broker: "redis" as const, redisPrefix: prefix, historySize: 3 };
+    const first: TestServer = await startServer({ ...settings, redisUrl: proxy.url });
+    open.push(first);
+    const batch = [1, 2, 3].map((n) => ({ topic: "t", data: `b${n}` }));
+    await first.publish({ topic: "t", data: "before" });
+    proxy.freeze();
+    const answer = await first.app.inject({ method: "POST", url: "/events", payload: batch });
+    expect(answer.statusCode).toBe(503);
+    const ids = answer.json<{ code: string; ids: string[] }>().ids;
+    expect(answer.json()).toMatchObject({
+      code: "HERALD_PUBLISH_OUTCOME_UNKNOWN",
+      ids: [expect.any(String), expect.any(String), expect.any(String)],
+    });
+    proxy.thaw();
+    await waitFor("Redis to run the caught batch", async () => (await redis.xlen(`${prefix}:events`)) === 3);
+
+    const other: TestServer = await startServer({ ...settings, redisUrl: REDIS_URL });
+    open.push(other);
+    const retry = (payload: object) => other.app.inject({ method: "POST", url: "/events", payload });
+    // Still in history: the retry is the batch.
+    const same = await retry(withIds(batch, ids));
+    expect(same.statusCode).toBe(201);
+    const stored = (await redis.xrange(`${prefix}:events`, "-", "+")).map(([sid]) => [sid, true]);
+    expect(same.json<{ id: string; duplicate: boolean }[]>().map((r) => [r.id, r.duplicate])).toEqual(stored);
+    // The first event leaves: a retry is refused (whichever event it names), never stored twice.
+    await other.publish({ topic: "t", data: "after 1" });
+    for (const [i, event] of withIds(batch, ids).entries()) {
+      const refused = await retry(event);
+      expect([refused.statusCode, refused.json().code, i]).toEqual([409, "HERALD_ID_RETIRED", i]);
+    }
+    // All of them leave.
+    await other.publish({ topic: "t", data: "after 2" });
+    await other.publish({ topic: "t", data: "after 3" });
+    const refused = await retry(withIds(batch, ids));
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json()).toMatchObject({ code: "HERALD_ID_RETIRED", message: expect.stringMatching(/^item 0: /) });
+    const history = (await redis.xrange(`${prefix}:events`, "-", "+")).map(
+      ([, fields]) => fields[fields.indexOf("d") + 1],
+    );
+    expect(history).toEqual(["after 1", "after 2", "after 3"]);
+  }, 20_000);
+});
+
+describe("Redis: retry ids from a version that drew one key per event", () => {
+  it("still find their event, and leave history as before", async () => {
+    const prefix = newPrefix();
+    // What that version wrote for an event without id: the entry, and its drawn UUID mapped and timed.
+    const key = "3f0c6a4e-8b9d-4c1e-9f2a-7d5e3b1c0a98";
+    const sid = await redis.xadd(`${prefix}:events`, "*", "t", "t", "d", "old", "n", "1");
+    await redis.set(`${prefix}:seq`, "1");
+    await redis.hset(`${prefix}:ids`, key, sid as string);
+    await redis.zadd(`${prefix}:id-times`, (sid as string).split("-")[0] as string, key);
+    const broker = await connect(prefix, 2);
+    expect(await broker.publish({ topic: "t", data: "old", id: key })).toMatchObject({
+      duplicate: true,
+      event: { id: sid, data: "old" },
+    });
+    await broker.publishBatch([
+      { topic: "t", data: "1" },
+      { topic: "t", data: "2" },
+    ]);
+    await expect(broker.publish({ topic: "t", data: "old", id: key })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+  });
+});
+
+describe("Redis: ids of the retry form chosen by a publisher", () => {
+  it("are ordinary ids when no publish drew their key: stored, then idempotent", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 100);
+    const { event } = await broker.publish({ topic: "t", data: "x" });
+    // Of the retry form, its key even a stream id of this history: still the publisher's own id.
+    for (const id of [`${event.id}.0`, "12-34.0", "12-34.1", "order.7"]) {
+      const stored = await broker.publish({ topic: "t", data: id, id });
+      expect(stored).toMatchObject({ duplicate: false, event: { id, data: id } });
+      expect(await broker.publish({ topic: "t", data: id, id })).toEqual({ ...stored, duplicate: true });
+      await expect(broker.publish({ topic: "t", data: "other", id })).rejects.toMatchObject({
+        code: "HERALD_ID_CONFLICT",
+      });
+      expect((await broker.locate(id)).found).toBe(true);
+    }
+    expect(datas(await broker.read("", 100))).toEqual(["x", `${event.id}.0`, "12-34.0", "12-34.1", "order.7"]);
+  });
+});
+
+describe("Redis: bookkeeping for events without publisher id", () => {
+  it("keeps one key per publish, not one per event, and retires it when its last event leaves", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 150);
+    const batch = Array.from({ length: 100 }, (_, i) => ({ topic: "t", data: `${i}` }));
+    const results = await broker.publishBatch(batch);
+    expect(await redis.hlen(`${prefix}:ids`)).toBe(1);
+    expect(await redis.zcard(`${prefix}:id-times`)).toBe(1);
+    const [key] = await redis.hkeys(`${prefix}:ids`);
+    // The key is never an event's id: resuming from it is a reset, not a replay.
+    expect((await broker.locate(key as string)).found).toBe(false);
+    // Found again through the key: the 43rd event without id.
+    expect(await broker.publish({ topic: "t", data: "42", id: `${key}.42` })).toEqual({
+      event: results[42]?.event,
+      duplicate: true,
+    });
+    // Beyond the publish's events: an ordinary new id.
+    expect(await broker.publish({ topic: "t", data: "new", id: `${key}.100` })).toMatchObject({
+      duplicate: false,
+      event: { id: `${key}.100` },
+    });
+    // A second publish without ids adds one key; events with the publisher's ids one each, as before.
+    await broker.publishBatch([...batch.slice(0, 49), { topic: "t", data: "own", id: "own" }]);
+    expect(await redis.hlen(`${prefix}:ids`)).toBe(4);
+    // 151 events after it: the first batch's first event has left, its last not yet.
+    await expect(broker.publish({ topic: "t", data: "99", id: `${key}.99` })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    expect(await redis.hexists(`${prefix}:ids`, key as string)).toBe(1);
+    // The key retires once history starts after its last event's millisecond (ids are `<ms>-<n>`).
+    const lastMs = Number(results[99]?.event.id.split("-")[0]);
+    await waitFor("Redis's clock to pass the batch's last event", async () => {
+      const [s, us] = await redis.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > lastMs;
+    });
+    await broker.publishBatch([...batch, ...batch.slice(0, 50)]);
+    expect(await redis.hexists(`${prefix}:ids`, key as string)).toBe(0);
+    expect(await redis.zscore(`${prefix}:retired`, key as string)).not.toBeNull();
+    await expect(broker.publish({ topic: "t", data: "0", id: `${key}.0` })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+  });
+});
