@@ -6,7 +6,6 @@ import {
   IdConflictError,
   IdRetiredError,
   InvalidEventError,
-  PublishOutcomeUnknownError,
 } from "../errors.js";
 import {
   atItem,
@@ -20,6 +19,7 @@ import {
   retiredIdCapacity,
   type StoredEvent,
   storedEvent,
+  unknownOutcome,
 } from "./broker.js";
 import { Listeners } from "./listeners.js";
 
@@ -433,21 +433,6 @@ function outcomeUnknown(err: unknown, keys: readonly string[], batch: boolean): 
   const message = (err as Error).message;
   if ((err as Error).name === "ReplyError" || NOT_SENT.some((m) => message.startsWith(m))) return unavailable(err);
   return unknownOutcome("The connection to Redis failed after the event was sent", keys, batch, { cause: err });
-}
-
-/**
- * A publish that may or may not be stored, naming the ids its retry must carry: `publishId` for
- * a single event, `publishIds` (in order) for a batch.
- */
-function unknownOutcome(reason: string, keys: readonly string[], batch: boolean, options?: { cause: unknown }): Error {
-  const id = JSON.stringify(keys[0]);
-  // Not `options` when absent: the error's constructor would print it in the message.
-  const error = options
-    ? new PublishOutcomeUnknownError(reason, id, options)
-    : new PublishOutcomeUnknownError(reason, id);
-  if (!batch) return Object.assign(error, { publishId: keys[0] });
-  error.message = `${reason}: the events may or may not have been stored. Retry the batch with the same ids (this answer's ids field, in order): each is then stored exactly once`;
-  return Object.assign(error, { publishIds: keys });
 }
 
 /** Short words for a connection failure, for the one log line an outage gets. */
