@@ -1,12 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
 import { Redis, type RedisOptions } from "ioredis";
-import {
-  BrokerUnavailableError,
-  IdConflictError,
-  IdRetiredError,
-  InvalidEventError,
-} from "../errors.js";
+import { BrokerUnavailableError, IdConflictError, IdRetiredError, InvalidEventError } from "../errors.js";
 import {
   atItem,
   BEFORE_FIRST_POS,
