@@ -423,6 +423,15 @@ function unavailable(err: unknown): Error {
   return new BrokerUnavailableError("Redis is unreachable", { cause: err });
 }
 
+/**
+ * The id each item's retry must carry, for an unknown outcome only: the publisher's, or
+ * `<drawn>.<j>` for the j-th item without one.
+ */
+function retryIds(inputs: readonly EventInput[], drawn: string): string[] {
+  let unnamed = 0;
+  return inputs.map((input) => input.id ?? `${drawn}.${unnamed++}`);
+}
+
 /** A written command that failed without an answer: nobody knows whether Redis ran it. */
 function outcomeUnknown(err: unknown, keys: readonly string[], batch: boolean): Error {
   const message = (err as Error).message;
@@ -601,11 +610,7 @@ export class RedisBroker implements Broker {
     // Drawn before sending, so that a publish whose outcome is unknown can be retried safely.
     const drawn = ids < inputs.length ? drawKey() : "";
     const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity, shape, drawn];
-    // The id each item's retry must carry: the publisher's, or `<drawn>.<j>` for the j-th without one.
-    const keys: string[] = [];
-    let unnamed = 0;
     for (const input of inputs) {
-      keys.push(input.id ?? `${drawn}.${unnamed++}`);
       if (ids > 0) args.push(input.id ?? "");
       args.push(input.topic);
       if (events) args.push(input.event ?? "");
@@ -626,11 +631,12 @@ export class RedisBroker implements Broker {
       replicas = await waiting;
       this.#answeredAt = Date.now();
     } catch (err) {
-      throw outcomeUnknown(err, keys, batch);
+      throw outcomeUnknown(err, retryIds(inputs, drawn), batch);
     }
     if (reply[0] !== "ok") {
       const index = reply[1] as number;
-      const id = JSON.stringify(keys[index]);
+      // Only an item with a publisher's id can be refused.
+      const id = JSON.stringify(inputs[index]?.id);
       throw atItem(reply[0] === "conflict" ? new IdConflictError(id) : new IdRetiredError(id), index);
     }
     const results: PublishResult[] = [];
@@ -649,7 +655,7 @@ export class RedisBroker implements Broker {
     if (replicas !== undefined && replicas < this.#waitReplicas) {
       throw unknownOutcome(
         `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${batch ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
-        keys,
+        retryIds(inputs, drawn),
         batch,
       );
     }

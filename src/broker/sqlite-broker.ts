@@ -155,6 +155,11 @@ function upgradeEvents(db: Database.Database, prefix: string): void {
   })();
 }
 
+/** A row's event id: its own, or the one Herald drew for its sequence. */
+function idOf(row: EventRow, prefix: string): string {
+  return row.id ?? `${prefix}${row.seq}`;
+}
+
 function toStored(row: EventRow, prefix: string): StoredEvent {
   // In the field order `#insert` builds events in: one object shape, stored or read back.
   return {
@@ -162,7 +167,7 @@ function toStored(row: EventRow, prefix: string): StoredEvent {
     alternates: row.alternates === null ? undefined : (JSON.parse(row.alternates) as string[]),
     data: row.data,
     event: row.event ?? undefined,
-    id: row.id ?? `${prefix}${row.seq}`,
+    id: idOf(row, prefix),
     retry: row.retry ?? undefined,
     private: row.private === 1 ? true : undefined,
     time: row.time,
@@ -309,7 +314,6 @@ export class SqliteBroker implements Broker {
   }
 
   #enqueue(inputs: readonly EventInput[], batch: boolean): Promise<PublishResult[]> {
-    if (this.#syncError) return Promise.reject(this.#syncError);
     return new Promise((resolve, reject) => {
       this.#queue.push({ inputs, batch, resolve, reject });
       // During a sync, the publishes queue for the commit that follows it.
@@ -327,7 +331,7 @@ export class SqliteBroker implements Broker {
     try {
       this.#trimByAge();
       const newest = this.#statements.head.get(this.#syncedSeq);
-      const head = newest && { id: newest.id ?? `${this.#prefix}${newest.seq}`, pos: seqPos(newest.seq) };
+      const head = newest && { id: idOf(newest, this.#prefix), pos: seqPos(newest.seq) };
       if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
       const row = this.#find(id);
       return row === undefined || row.seq > this.#syncedSeq
