@@ -59,7 +59,8 @@ export const REDIS_LIVENESS_BOUND_MS = Math.max(PING_MS, BLOCK_MS) + COMMAND_TIM
 const KEEPALIVE_MS = 5_000;
 /**
  * How many entries one XREAD round trip fetches: at least the largest batch (`MAX_BATCH_EVENTS`
- * allows 10,000), so that a batch reaches listeners in one turn unless the reader lags behind.
+ * allows 10,000) that is an entry per event (one with publisher ids), so that a batch reaches
+ * listeners in one turn unless the reader lags behind.
  */
 const PAGE = 10_000;
 /** Entries in a stream have ids `<ms>-<n>`; Herald uses them as event ids. */
@@ -74,6 +75,84 @@ function drawKey(): string {
   const bytes = randomBytes(16);
   return `${bytes.readBigUInt64BE(0)}-${bytes.readBigUInt64BE(8)}`;
 }
+
+/**
+ * What both publish scripts begin with: their keys, the history limits (ARGV[1..3]), trimming by
+ * age, and helpers, among them `trim` (by size, after writing) and `retireKeys` (see `PUBLISH_SCRIPT`).
+ */
+const SCRIPT_HEAD = `
+local stream, keys, keytimes, seq, retired, packs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if ttl > 0 then
+  local now = redis.call('TIME')
+  redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
+end
+-- Commands that take a list take it in slices: unpack puts a few thousand values on the stack at most.
+local SLICE = 1000
+local function sliced(command, key, list)
+  for s = 1, #list, SLICE do redis.call(command, key, unpack(list, s, math.min(s + SLICE - 1, #list))) end
+end
+local function ms(sid) return string.sub(sid, 1, string.find(sid, '-', 1, true) - 1) end
+-- A stream id's two numbers, and back (sequence numbers within one millisecond stay far below 2^53).
+local function parts(sid)
+  local m, s = string.match(sid, '^(%d+)%-(%d+)$')
+  return m, tonumber(s)
+end
+local function sidAt(m, s) return m .. '-' .. string.format('%d', s) end
+-- The packed entries (see PUBLISH_PACKED_SCRIPT) are indexed in 'packs' by their last event's
+-- number, as "<entry id> <first number> <extra>": extra counts the events beyond one per entry in
+-- this and every earlier packed entry, so that an event's number, less the extra before it, is
+-- its entry's place in the stream.
+local function packOf(member)
+  local first, extra = string.match(member, ' (%d+) (%d+)$')
+  return tonumber(first), tonumber(extra)
+end
+-- Keeps the newest maxlen events, and the rest of the entry that holds the oldest of them (a packed
+-- entry leaves history whole): XTRIM MAXLEN with that entry's place counted from the newest end.
+local function trim()
+  local newest = redis.call('ZREVRANGE', packs, 0, 0)
+  if not newest[1] then
+    redis.call('XTRIM', stream, 'MAXLEN', maxlen)
+    return
+  end
+  local last = tonumber(redis.call('GET', seq))
+  local keep = last - maxlen + 1
+  if keep <= 1 then return end
+  local _, total = packOf(newest[1])
+  total = last - total
+  local before = redis.call('ZREVRANGEBYSCORE', packs, string.format('(%d', keep), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  local extra = 0
+  if before[1] then _, extra = packOf(before[1]) end
+  local at = keep - extra
+  local holding = redis.call('ZRANGEBYSCORE', packs, string.format('%d', keep), '+inf', 'LIMIT', 0, 1)
+  if holding[1] then
+    local first = packOf(holding[1])
+    if first <= keep then at = first - extra end
+  end
+  redis.call('XTRIM', stream, 'MAXLEN', total - at + 1)
+  -- Older packed entries are gone; the newest of them stays in the index for its extra.
+  if before[1] then redis.call('ZREMRANGEBYSCORE', packs, '-inf', '(' .. before[2]) end
+end
+local function retireKeys(limit)
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  local below = '+inf'
+  if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
+  local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'WITHSCORES', 'LIMIT', 0, limit)
+  if #gone > 0 then
+    local names, scored = {}, {}
+    for j = 1, #gone, 2 do
+      names[#names + 1] = gone[j]
+      scored[#scored + 1] = gone[j + 1]
+      scored[#scored + 1] = gone[j]
+    end
+    sliced('HDEL', keys, names)
+    -- The lowest-ranked members are the ones just listed: removed by rank, without looking each up.
+    redis.call('ZREMRANGEBYRANK', keytimes, 0, #names - 1)
+    sliced('ZADD', retired, scored)
+    redis.call('ZREMRANGEBYRANK', retired, 0, -(capacity + 1))
+  end
+end
+`;
 
 /**
  * Appends a batch of events atomically (a single event is a batch of one). First, for every item
@@ -100,9 +179,7 @@ function drawKey(): string {
  * command per slice of the batch rather than one per event, and the stream is trimmed once per
  * batch. Needs Redis 6.2 (ZMSCORE, XTRIM MINID).
  */
-const PUBLISH_SCRIPT = `
-local stream, keys, keytimes, seq, retired = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+const PUBLISH_SCRIPT = `${SCRIPT_HEAD}
 -- ARGV[4] names the arguments each item has, in order, one letter each: p the publisher's id, t
 -- topic, e event, d data, r retry, x private ('1'), a alternates (JSON). A field it does not name
 -- is empty in every item. ARGV[5] is the key drawn for the items without publisher id ('' if none).
@@ -112,15 +189,6 @@ local P, T, E, D, R, X, A = at.p, at.t, at.e, at.d, at.r, at.x, at.a
 local drawn = ARGV[5]
 local width = #ARGV[4]
 local n = (#ARGV - 5) / width
-if ttl > 0 then
-  local now = redis.call('TIME')
-  redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
-end
--- Commands that take a list take it in slices: unpack puts a few thousand values on the stack at most.
-local SLICE = 1000
-local function sliced(command, key, list)
-  for s = 1, #list, SLICE do redis.call(command, key, unpack(list, s, math.min(s + SLICE - 1, #list))) end
-end
 -- Item i's arguments are ARGV[b + 1 .. b + width].
 local function base(i) return 5 + (i - 1) * width end
 local function field(b, j) if j then return ARGV[b + j] end return '' end
@@ -191,9 +259,23 @@ local function entriesOf(key)
     else
       known = {}
       for _, entry in ipairs(found) do
-        local own = false
-        for f = 1, #entry[2], 2 do if entry[2][f] == 'p' then own = true end end
-        if not own then known[#known + 1] = entry end
+        local own, pack = false, nil
+        for f = 1, #entry[2], 2 do
+          if entry[2][f] == 'p' then own = true elseif entry[2][f] == 'b' then pack = entry[2][f + 1] end
+        end
+        if pack then
+          -- A packed entry: its events, with their stream ids and fields, as if each had its own entry.
+          local m, s = parts(entry[1])
+          for k, item in ipairs(cjson.decode(pack)) do
+            local fields = {'t', item.t, 'd', item.d}
+            for _, name in ipairs({'e', 'r', 'x', 'a'}) do
+              if item[name] then fields[#fields + 1] = name; fields[#fields + 1] = item[name] end
+            end
+            known[#known + 1] = {sidAt(m, s + k - 1), fields}
+          end
+        elseif not own then
+          known[#known + 1] = entry
+        end
       end
     end
   else
@@ -247,7 +329,6 @@ local mapped, timed = {}, {}
 local firstDrawn, lastDrawn
 -- Drawn key → the time of the last event stored under one of its retry ids.
 local marks = {}
-local function ms(sid) return string.sub(sid, 1, string.find(sid, '-', 1, true) - 1) end
 for i = 1, n do
   local b, p = base(i), plan[i]
   if p == false then
@@ -279,7 +360,7 @@ for i = 1, n do
   end
 end
 if fresh > 0 then
-  redis.call('XTRIM', stream, 'MAXLEN', maxlen)
+  trim()
   if lastDrawn and drawn ~= '' then
     -- Retired by the time of its last entry: while any of them is in the stream, the key is mapped.
     mapped[#mapped + 1] = drawn
@@ -296,24 +377,42 @@ if fresh > 0 then
   sliced('HSET', keys, mapped)
   sliced('ZADD', keytimes, timed)
 end
-local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
-local below = '+inf'
-if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
-local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'WITHSCORES', 'LIMIT', 0, 100 + 2 * n)
-if #gone > 0 then
-  local names, scored = {}, {}
-  for j = 1, #gone, 2 do
-    names[#names + 1] = gone[j]
-    scored[#scored + 1] = gone[j + 1]
-    scored[#scored + 1] = gone[j]
-  end
-  sliced('HDEL', keys, names)
-  -- The lowest-ranked members are the ones just listed: removed by rank, without looking each up.
-  redis.call('ZREMRANGEBYRANK', keytimes, 0, #names - 1)
-  sliced('ZADD', retired, scored)
-  redis.call('ZREMRANGEBYRANK', retired, 0, -(capacity + 1))
-end
+retireKeys(100 + 2 * n)
 return out
+`;
+
+/**
+ * Appends a batch whose events all lack a publisher id as one packed entry: fields `n` (the number
+ * of its first event), `c` (how many) and `b` (the events, JSON from Herald: an array of objects
+ * with the fields t, d and, when set, e, r, x, a, as in an entry of its own). Its events take the
+ * `c` consecutive stream ids that start at the entry's own: the script moves the stream's last id
+ * (XSETID) past them, so that no later entry takes one. One XADD and a few bookkeeping commands,
+ * whatever the batch's size: nothing per event. ARGV[4] is the publish's drawn key, mapped to
+ * "<entry> <entry>" as in `PUBLISH_SCRIPT`; ARGV[5] the count, ARGV[6] the JSON. Answers
+ * {"ok", entry id}, or {"late"} when a retry of this publish reached Redis first (its key is
+ * marked): the caller then sends the batch through `PUBLISH_SCRIPT`, which finds its events.
+ */
+const PUBLISH_PACKED_SCRIPT = `${SCRIPT_HEAD}
+local drawn, count, pack = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+if redis.call('HEXISTS', keys, drawn .. '\\n') == 1 or redis.call('ZSCORE', retired, drawn .. '\\n') then
+  return {'late'}
+end
+local number = redis.call('INCRBY', seq, count) - count + 1
+local sid = redis.call('XADD', stream, '*', 'n', number, 'c', count, 'b', pack)
+local m, s = parts(sid)
+redis.call('XSETID', stream, sidAt(m, s + count - 1))
+local newest = redis.call('ZREVRANGE', packs, 0, 0)
+local extra = count - 1
+if newest[1] then
+  local _, earlier = packOf(newest[1])
+  extra = extra + earlier
+end
+redis.call('ZADD', packs, number + count - 1, string.format('%s %d %d', sid, number, extra))
+redis.call('HSET', keys, drawn, sid .. ' ' .. sid)
+redis.call('ZADD', keytimes, m, drawn)
+trim()
+retireKeys(102)
+return {'ok', sid}
 `;
 
 /** Drops entries older than the age limit, by Redis's clock, which also stamped their ids. */
@@ -324,20 +423,46 @@ return redis.call('XTRIM', KEYS[1], 'MINID', tonumber(now[1]) * 1000 + math.floo
 
 type Fields = string[];
 /**
- * The stream; the key map (publisher's id → stream id, drawn key → "<first> <last>" stream ids of
- * its publish's events without publisher id, drawn key + LF → "retried"); its index by time; the
- * sequence counter; the keys that left history.
+ * The stream; the key map (publisher's id → stream id, drawn key → "<first> <last>" ids of the
+ * entries of its publish's events without publisher id, drawn key + LF → "retried"); its index by
+ * time; the sequence counter; the keys that left history; the packed entries by their last number.
  */
-type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string];
+type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string, packs: string];
 type Entry = [id: string, fields: Fields];
 /** What `PUBLISH_SCRIPT` answers for one item of a batch. */
 type ItemReply = string | ["dup", string, Fields] | ["same", number];
 type PublishReply = ["ok", ...ItemReply[]] | ["conflict" | "retired", number];
+type PackedReply = ["ok", string] | ["late"];
 
 interface PublishCommand {
   /** `args` as one array: ioredis flattens it, where spreading thousands of arguments into the call costs more. */
   heraldPublish(keys: Keys, args: (string | number)[]): Promise<PublishReply>;
+  heraldPublishPacked(keys: Keys, args: (string | number)[]): Promise<PackedReply>;
   heraldTrimByAge(key: string, ttlMs: number): Promise<number>;
+}
+
+/**
+ * An event as Redis holds it: the fields of its own entry, or an item of a packed entry's JSON
+ * (see `PUBLISH_PACKED_SCRIPT`), with the same names: t topic, d data, e event, r retry, x private
+ * ("1"), a alternates (JSON), p the publisher's id (entries of their own only).
+ */
+interface Item {
+  t: string;
+  d: string;
+  e?: string;
+  r?: string;
+  x?: string;
+  a?: string;
+  p?: string;
+}
+
+function packItem(input: EventInput): Item {
+  const item: Item = { t: input.topic, d: input.data };
+  if (input.event !== undefined) item.e = input.event;
+  if (input.retry !== undefined) item.r = String(input.retry);
+  if (input.private) item.x = "1";
+  if (input.alternates?.length) item.a = JSON.stringify(input.alternates);
+  return item;
 }
 
 /** Stream ids `<ms>-<n>` as fixed-width strings, so that they compare as strings. */
@@ -353,59 +478,74 @@ function posSid(pos: string): string {
   return `${trim(pos.slice(0, dash))}-${trim(pos.slice(dash + 1))}`;
 }
 
-function toStored(sid: string, fields: Fields): StoredEvent {
-  let id = sid;
-  let topic = "";
-  let data = "";
-  let event: string | undefined;
-  let retry: string | undefined;
-  let isPrivate = false;
-  let alternates: string | undefined;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const value = fields[i + 1] as string;
-    switch (fields[i]) {
-      case "p":
-        id = value;
-        break;
-      case "t":
-        topic = value;
-        break;
-      case "d":
-        data = value;
-        break;
-      case "e":
-        event = value;
-        break;
-      case "r":
-        retry = value;
-        break;
-      case "x":
-        isPrivate = value === "1";
-        break;
-      case "a":
-        alternates = value;
-        break;
-    }
-  }
+/** The stream id `count` after `sid`, in the same millisecond (the ids of a packed entry's events). */
+function sidAfter(sid: string, count: number): string {
+  const dash = sid.indexOf("-");
+  return `${sid.slice(0, dash + 1)}${Number(sid.slice(dash + 1)) + count}`;
+}
+
+function fromItem(item: Item, sid: string): StoredEvent {
   // Built field by field: the reader makes one of these per event it reads, on every node.
   const stored: { -readonly [K in keyof StoredEvent]: StoredEvent[K] } = {
-    id,
-    topic,
-    data,
+    id: item.p ?? sid,
+    topic: item.t,
+    data: item.d,
     time: Number(sid.slice(0, sid.indexOf("-"))),
     pos: sidPos(sid),
   };
-  if (event !== undefined) stored.event = event;
-  if (retry !== undefined) stored.retry = Number(retry);
-  if (isPrivate) stored.private = true;
-  if (alternates !== undefined) stored.alternates = JSON.parse(alternates) as string[];
+  if (item.e !== undefined) stored.event = item.e;
+  if (item.r !== undefined) stored.retry = Number(item.r);
+  if (item.x === "1") stored.private = true;
+  if (item.a !== undefined) stored.alternates = JSON.parse(item.a) as string[];
   return stored;
 }
 
-/** The sequence number Herald stores with each event (absent on events written by older versions). */
-function seqOf(fields: Fields): number | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "n") return Number(fields[i + 1]);
-  return undefined;
+/** An entry's event, or for a packed entry (field `b`) its first event, as an item. */
+function itemOf(fields: Fields): Item & { b?: string } {
+  const item: Item & { b?: string } = { t: "", d: "" };
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i] as string;
+    if (name.length === 1 && "tdearxpb".includes(name)) item[name as keyof Item | "b"] = fields[i + 1] as string;
+  }
+  return item;
+}
+
+function toStored(sid: string, fields: Fields): StoredEvent {
+  return fromItem(itemOf(fields), sid);
+}
+
+/** The events an entry holds, oldest first: itself, or the events packed in it. */
+function entryEvents(sid: string, fields: Fields): StoredEvent[] {
+  const pack = itemOf(fields).b;
+  if (pack === undefined) return [toStored(sid, fields)];
+  return (JSON.parse(pack) as Item[]).map((item, k) => fromItem(item, sidAfter(sid, k)));
+}
+
+/**
+ * The numbers of an entry's first and last events (absent on entries written by versions before
+ * sequence numbers); a packed entry's `c` says how many it holds.
+ */
+function numbersOf(fields: Fields): { first: number; last: number } | undefined {
+  let first: number | undefined;
+  let count = 1;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "n") first = Number(fields[i + 1]);
+    else if (fields[i] === "c") count = Number(fields[i + 1]);
+  }
+  return first === undefined ? undefined : { first, last: first + count - 1 };
+}
+
+/** The id and position of the newest event of `entry`. */
+function newestOf(entry: Entry): { id: string; pos: string } {
+  const sid = lastSid(entry);
+  const item = itemOf(entry[1]);
+  return { id: item.b === undefined ? (item.p ?? sid) : sid, pos: sidPos(sid) };
+}
+
+/** The stream id of an entry's last event: its own, or for a packed entry that of its last event. */
+function lastSid(entry: Entry): string {
+  const numbers = numbersOf(entry[1]);
+  return numbers === undefined ? entry[0] : sidAfter(entry[0], numbers.last - numbers.first);
 }
 
 /**
@@ -449,7 +589,8 @@ function describe(err: Error): string {
 
 /**
  * History in one Redis Stream shared by every Herald node: one order for all topics, ids assigned
- * by Redis (`<ms>-<n>`, or the publisher's id), trimmed by size and age. Each node tails the stream
+ * by Redis (`<ms>-<n>`, or the publisher's id), trimmed by size and age. An entry is one event, or
+ * a whole batch without publisher ids (see `PUBLISH_PACKED_SCRIPT`), which holds consecutive ids. Each node tails the stream
  * with XREAD on its own connection, so every node delivers every event in the same order.
  * While Redis is unreachable, publishes and replays fail fast with `BrokerUnavailableError` (no
  * offline queue, nothing buffered) and the reader resumes from its last id once Redis is back.
@@ -486,9 +627,9 @@ export class RedisBroker implements Broker {
   #pingSentAt: number | undefined;
   /** When each connection's handshake began, while it is under way. */
   readonly #handshakes = new Map<Redis, number>();
-  /** The last stream id the reader delivered; undefined until it has read the stream's end once. */
+  /** The id of the last entry the reader delivered; undefined until it has read the stream's end once. */
   #lastId: string | undefined;
-  /** The sequence number of `#lastId`'s event, when it has one. */
+  /** The number of that entry's last event, when it has one. */
   #lastSeq: number | undefined;
   /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
   #checkPosition = false;
@@ -520,10 +661,11 @@ export class RedisBroker implements Broker {
     this.#silenceMs = COMMAND_TIMEOUT_MS + waitMs;
     this.#commands = connect({}) as Redis & PublishCommand;
     this.#reader = connect({});
-    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 5, lua: PUBLISH_SCRIPT });
+    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 6, lua: PUBLISH_SCRIPT });
+    this.#commands.defineCommand("heraldPublishPacked", { numberOfKeys: 6, lua: PUBLISH_PACKED_SCRIPT });
     this.#commands.defineCommand("heraldTrimByAge", { numberOfKeys: 1, lua: TRIM_BY_AGE_SCRIPT });
     const p = options.prefix;
-    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`];
+    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`, `${p}:packs`];
     this.#historySize = options.historySize;
     this.#retiredCapacity = retiredIdCapacity(options.historySize);
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
@@ -609,7 +751,29 @@ export class RedisBroker implements Broker {
     const shape = `${ids > 0 ? "p" : ""}t${events ? "e" : ""}d${retries ? "r" : ""}${privates ? "x" : ""}${alternates ? "a" : ""}`;
     // Drawn before sending, so that a publish whose outcome is unknown can be retried safely.
     const drawn = ids < inputs.length ? drawKey() : "";
-    const args: (string | number)[] = [this.#historySize, this.#ttlMs, this.#retiredCapacity, shape, drawn];
+    const limits = [this.#historySize, this.#ttlMs, this.#retiredCapacity];
+    if (ids === 0 && inputs.length > 1) {
+      const pack = JSON.stringify(inputs.map(packItem));
+      const { reply, replicas } = await this.#send(
+        this.#commands.heraldPublishPacked(this.#keys, [...limits, drawn, inputs.length, pack]),
+        inputs,
+        drawn,
+        batch,
+      );
+      if (reply[0] === "ok") {
+        this.#confirm(replicas, inputs, drawn, batch);
+        const sid = reply[1];
+        return inputs.map((input, k) => {
+          const id = sidAfter(sid, k);
+          return {
+            event: storedEvent(input, id, Number(sid.slice(0, sid.indexOf("-"))), sidPos(id)),
+            duplicate: false,
+          };
+        });
+      }
+      // "late": a retry of this publish reached Redis first; the full script finds its events.
+    }
+    const args: (string | number)[] = [...limits, shape, drawn];
     for (const input of inputs) {
       if (ids > 0) args.push(input.id ?? "");
       args.push(input.topic);
@@ -619,26 +783,14 @@ export class RedisBroker implements Broker {
       if (privates) args.push(input.private ? "1" : "");
       if (alternates) args.push(input.alternates?.length ? JSON.stringify(input.alternates) : "");
     }
-    const publishing = this.#commands.heraldPublish(this.#keys, args);
-    // Sent right behind the script on the same connection: WAIT counts the replicas that hold it.
-    const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
-    waiting?.catch(() => {});
-    let reply: PublishReply;
-    let replicas: number | undefined;
-    try {
-      reply = await publishing;
-      this.#answeredAt = Date.now();
-      replicas = await waiting;
-      this.#answeredAt = Date.now();
-    } catch (err) {
-      throw outcomeUnknown(err, retryIds(inputs, drawn), batch);
-    }
+    const { reply, replicas } = await this.#send(this.#commands.heraldPublish(this.#keys, args), inputs, drawn, batch);
     if (reply[0] !== "ok") {
       const index = reply[1] as number;
       // Only an item with a publisher's id can be refused.
       const id = JSON.stringify(inputs[index]?.id);
       throw atItem(reply[0] === "conflict" ? new IdConflictError(id) : new IdRetiredError(id), index);
     }
+    this.#confirm(replicas, inputs, drawn, batch);
     const results: PublishResult[] = [];
     for (let index = 0; index < inputs.length; index++) {
       const input = inputs[index] as EventInput;
@@ -652,6 +804,34 @@ export class RedisBroker implements Broker {
         results.push({ event: (results[item[1]] as PublishResult).event, duplicate: true });
       }
     }
+    return results;
+  }
+
+  /**
+   * Awaits a publish script's reply and, with `waitReplicas`, the WAIT sent right behind it on the
+   * same connection (it counts the replicas that hold the script's writes).
+   */
+  async #send<T>(
+    publishing: Promise<T>,
+    inputs: readonly EventInput[],
+    drawn: string,
+    batch: boolean,
+  ): Promise<{ reply: T; replicas: number | undefined }> {
+    const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
+    waiting?.catch(() => {});
+    try {
+      const reply = await publishing;
+      this.#answeredAt = Date.now();
+      const replicas = await waiting;
+      this.#answeredAt = Date.now();
+      return { reply, replicas };
+    } catch (err) {
+      throw outcomeUnknown(err, retryIds(inputs, drawn), batch);
+    }
+  }
+
+  /** Fails a publish that fewer replicas than `waitReplicas` confirmed: its outcome is unknown. */
+  #confirm(replicas: number | undefined, inputs: readonly EventInput[], drawn: string, batch: boolean): void {
     if (replicas !== undefined && replicas < this.#waitReplicas) {
       throw unknownOutcome(
         `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${batch ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
@@ -659,7 +839,6 @@ export class RedisBroker implements Broker {
         batch,
       );
     }
-    return results;
   }
 
   async subscribe(onEvent: (event: StoredEvent) => void, onGap?: () => void): Promise<() => Promise<void>> {
@@ -683,8 +862,7 @@ export class RedisBroker implements Broker {
       const [stream] = this.#keys;
       if (this.#ttlMs > 0) await this.#commands.heraldTrimByAge(stream, this.#ttlMs);
       const last = (await this.#commands.xrevrange(stream, "+", "-", "COUNT", 1)) as Entry[];
-      const newest = last[0] && toStored(...last[0]);
-      const head = newest && { id: newest.id, pos: newest.pos };
+      const head = last[0] && newestOf(last[0]);
       if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
       const sid = await this.#locate(id);
       return sid === undefined ? { found: false, head } : { found: true, pos: sidPos(sid), head };
@@ -695,9 +873,29 @@ export class RedisBroker implements Broker {
 
   async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
     try {
-      const start = afterPos === BEFORE_FIRST_POS ? "-" : `(${posSid(afterPos)}`;
-      const page = (await this.#commands.xrange(this.#keys[0], start, "+", "COUNT", limit)) as Entry[];
-      return page.map(([sid, fields]) => toStored(sid, fields));
+      const [stream] = this.#keys;
+      let entries: Entry[];
+      if (afterPos === BEFORE_FIRST_POS) {
+        entries = (await this.#commands.xrange(stream, "-", "+", "COUNT", limit)) as Entry[];
+      } else {
+        // The entry that holds the position (a packed one may hold later events too), and those after it.
+        const after = posSid(afterPos);
+        const replies = await this.#commands
+          .multi()
+          .xrevrange(stream, after, "-", "COUNT", 1)
+          .xrange(stream, `(${after}`, "+", "COUNT", limit)
+          .exec();
+        const [[e1, holding], [e2, later]] = replies as [[Error | null, Entry[]], [Error | null, Entry[]]];
+        if (e1 || e2) throw e1 ?? e2;
+        entries = [...holding.filter((entry) => lastSid(entry) !== entry[0]), ...later];
+      }
+      const events: StoredEvent[] = [];
+      for (const [sid, fields] of entries) {
+        for (const event of entryEvents(sid, fields)) {
+          if (event.pos > afterPos && events.length < limit) events.push(event);
+        }
+      }
+      return events;
     } catch (err) {
       throw unavailable(err);
     }
@@ -732,8 +930,9 @@ export class RedisBroker implements Broker {
     const sid = mapped !== null && STREAM_ID.test(mapped) ? mapped : STREAM_ID.test(id) ? id : undefined;
     if (sid === undefined) return undefined;
     try {
-      const found = (await this.#commands.xrange(stream, sid, sid)) as Entry[];
-      return found.length > 0 ? sid : undefined;
+      // The entry at or before `sid`: the event itself, or a packed entry that may hold it.
+      const [entry] = (await this.#commands.xrevrange(stream, sid, "-", "COUNT", 1)) as Entry[];
+      return entry && sidPos(sid) <= sidPos(lastSid(entry)) ? sid : undefined;
     } catch (err) {
       // A client's id of the right shape but out of range (digits beyond 64 bits): not in history.
       if ((err as Error).message.includes("Invalid stream ID")) return undefined;
@@ -749,7 +948,7 @@ export class RedisBroker implements Broker {
     if (lastErr || seqErr) throw lastErr ?? seqErr;
     const entry = last[0];
     this.#lastId = entry?.[0] ?? "0-0";
-    this.#lastSeq = entry ? seqOf(entry[1]) : count === null ? 0 : Number(count);
+    this.#lastSeq = entry ? numbersOf(entry[1])?.last : count === null ? 0 : Number(count);
   }
 
   /**
@@ -876,13 +1075,13 @@ export class RedisBroker implements Broker {
         failures = 0;
         for (const [, entries] of reply ?? []) {
           for (const [sid, fields] of entries) {
-            const seq = seqOf(fields);
-            if (seq !== undefined && this.#lastSeq !== undefined && seq !== this.#lastSeq + 1) {
-              this.#gap(`expected event number ${this.#lastSeq + 1}, read ${seq}: it lagged behind trimming`);
+            const numbers = numbersOf(fields);
+            if (numbers !== undefined && this.#lastSeq !== undefined && numbers.first !== this.#lastSeq + 1) {
+              this.#gap(`expected event number ${this.#lastSeq + 1}, read ${numbers.first}: it lagged behind trimming`);
             }
             this.#lastId = sid;
-            this.#lastSeq = seq;
-            this.#listeners.emit(toStored(sid, fields));
+            this.#lastSeq = numbers?.last;
+            for (const event of entryEvents(sid, fields)) this.#listeners.emit(event);
           }
         }
       } catch {
