@@ -484,14 +484,30 @@ function sidAfter(sid: string, count: number): string {
   return `${sid.slice(0, dash + 1)}${Number(sid.slice(dash + 1)) + count}`;
 }
 
-function fromItem(item: Item, sid: string): StoredEvent {
+/**
+ * Calls `each` with the stream id, position and time of `count` consecutive events from `sid` on
+ * (a packed entry's, all in one millisecond), formatting the millisecond once.
+ */
+function eachSid(sid: string, count: number, each: (sid: string, pos: string, time: number, k: number) => void): void {
+  const dash = sid.indexOf("-");
+  const ms = sid.slice(0, dash);
+  const time = Number(ms);
+  const prefix = `${ms.padStart(16, "0")}-`;
+  const first = Number(sid.slice(dash + 1));
+  for (let k = 0; k < count; k++) {
+    const seq = String(first + k);
+    each(`${ms}-${seq}`, prefix + seq.padStart(10, "0"), time, k);
+  }
+}
+
+function fromItem(item: Item, sid: string, time: number, pos: string): StoredEvent {
   // Built field by field: the reader makes one of these per event it reads, on every node.
   const stored: { -readonly [K in keyof StoredEvent]: StoredEvent[K] } = {
     id: item.p ?? sid,
     topic: item.t,
     data: item.d,
-    time: Number(sid.slice(0, sid.indexOf("-"))),
-    pos: sidPos(sid),
+    time,
+    pos,
   };
   if (item.e !== undefined) stored.event = item.e;
   if (item.r !== undefined) stored.retry = Number(item.r);
@@ -511,14 +527,17 @@ function itemOf(fields: Fields): Item & { b?: string } {
 }
 
 function toStored(sid: string, fields: Fields): StoredEvent {
-  return fromItem(itemOf(fields), sid);
+  return fromItem(itemOf(fields), sid, Number(sid.slice(0, sid.indexOf("-"))), sidPos(sid));
 }
 
 /** The events an entry holds, oldest first: itself, or the events packed in it. */
 function entryEvents(sid: string, fields: Fields): StoredEvent[] {
   const pack = itemOf(fields).b;
   if (pack === undefined) return [toStored(sid, fields)];
-  return (JSON.parse(pack) as Item[]).map((item, k) => fromItem(item, sidAfter(sid, k)));
+  const items = JSON.parse(pack) as Item[];
+  const events: StoredEvent[] = [];
+  eachSid(sid, items.length, (id, pos, time, k) => events.push(fromItem(items[k] as Item, id, time, pos)));
+  return events;
 }
 
 /**
@@ -762,14 +781,11 @@ export class RedisBroker implements Broker {
       );
       if (reply[0] === "ok") {
         this.#confirm(replicas, inputs, drawn, batch);
-        const sid = reply[1];
-        return inputs.map((input, k) => {
-          const id = sidAfter(sid, k);
-          return {
-            event: storedEvent(input, id, Number(sid.slice(0, sid.indexOf("-"))), sidPos(id)),
-            duplicate: false,
-          };
+        const results: PublishResult[] = [];
+        eachSid(reply[1], inputs.length, (id, pos, time, k) => {
+          results.push({ event: storedEvent(inputs[k] as EventInput, id, time, pos), duplicate: false });
         });
+        return results;
       }
       // "late": a retry of this publish reached Redis first; the full script finds its events.
     }
