@@ -195,7 +195,7 @@ async function measure(server: RunningServer, pool: WorkerPool, mode: Mode, with
 
 /**
  * Redis only, one more row: batches with subscribers on another topic, each event with a publisher
- * id, for which Redis keeps an idempotency key per event (without ids, one per batch).
+ * id, for which Redis keeps an entry and an idempotency key per event (without ids, one of each per batch).
  */
 const WITH_IDS_MODE: Mode = {
   ...(MODES.find((mode) => mode.perRequest === BATCH && !mode.receiving) as Mode),
@@ -328,8 +328,8 @@ per event on the wire. Events carry no publisher id, on every broker. Memory and
 consecutive ids, and every subscriber is checked to get them in that order; Redis assigns
 \`<ms>-<n>\`, whose \`n\` starts again each millisecond, so with Redis the subscribers' counts are
 checked but not the order. The Redis row "each event with a publisher id" sends the same batches
-with an id on each event, for which Redis keeps an idempotency key per event (one per batch without
-ids). Rows "subscribers on another topic": the ${SUBSCRIBERS} subscribers stay connected on
+with an id on each event, for which Redis keeps a stream entry and an idempotency key per event
+(a batch without ids is one entry, with one key). Rows "subscribers on another topic": the ${SUBSCRIBERS} subscribers stay connected on
 another topic and receive nothing, and nothing holds the publisher back but Herald's answers: what
 Herald takes in, apart from what the load generator can read. The last row is a floor for single
 publishes: the same load against a Fastify route that parses the body and answers 201 with an id,
