@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyBaseLogger } from "fastify";
-import { type ChainableCommander, Redis, type RedisOptions } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { BrokerUnavailableError, IdConflictError, IdRetiredError, InvalidEventError } from "../errors.js";
 import {
   atItem,
@@ -77,13 +77,11 @@ function drawKey(): string {
 }
 
 /**
- * What both publish scripts begin with: their keys (see `Keys`), the history limits (ARGV[1..3]), trimming by
+ * What both publish scripts begin with: their keys, the history limits (ARGV[1..3]), trimming by
  * age, and helpers, among them `trim` (by size, after writing) and `retireKeys` (see `PUBLISH_SCRIPT`).
  */
 const SCRIPT_HEAD = `
 local stream, keys, keytimes, seq, retired, packs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
--- KEYS[7] is the prefix of the keys that hold packed events: KEYS[7] .. <drawn key>.
-local packed = KEYS[7]
 local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 if ttl > 0 then
   local now = redis.call('TIME')
@@ -105,7 +103,7 @@ local function sidAt(m, s) return m .. '-' .. string.format('%d', s) end
 -- number, as "<entry id> <first number> <extra>": extra counts the events beyond one per entry in
 -- this and every earlier packed entry, so that an event's number, less the extra before it, is
 -- its entry's place in the stream.
-local function indexed(member)
+local function packOf(member)
   local first, extra = string.match(member, ' (%d+) (%d+)$')
   return tonumber(first), tonumber(extra)
 end
@@ -120,15 +118,15 @@ local function trim()
   local last = tonumber(redis.call('GET', seq))
   local keep = last - maxlen + 1
   if keep <= 1 then return end
-  local _, allExtra = indexed(newest[1])
-  local total = last - allExtra
+  local _, total = packOf(newest[1])
+  total = last - total
   local before = redis.call('ZREVRANGEBYSCORE', packs, string.format('(%d', keep), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   local extra = 0
-  if before[1] then _, extra = indexed(before[1]) end
+  if before[1] then _, extra = packOf(before[1]) end
   local at = keep - extra
   local holding = redis.call('ZRANGEBYSCORE', packs, string.format('%d', keep), '+inf', 'LIMIT', 0, 1)
   if holding[1] then
-    local first = indexed(holding[1])
+    local first = packOf(holding[1])
     if first <= keep then at = first - extra end
   end
   redis.call('XTRIM', stream, 'MAXLEN', total - at + 1)
@@ -141,15 +139,12 @@ local function retireKeys(limit)
   if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
   local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'WITHSCORES', 'LIMIT', 0, limit)
   if #gone > 0 then
-    local names, scored, blobs = {}, {}, {}
+    local names, scored = {}, {}
     for j = 1, #gone, 2 do
       names[#names + 1] = gone[j]
       scored[#scored + 1] = gone[j + 1]
       scored[#scored + 1] = gone[j]
-      -- A drawn key's packed events, if its publish was packed, go with it.
-      if string.find(gone[j], '^%d+%-%d+$') then blobs[#blobs + 1] = packed .. gone[j] end
     end
-    for s = 1, #blobs, SLICE do redis.call('DEL', unpack(blobs, s, math.min(s + SLICE - 1, #blobs))) end
     sliced('HDEL', keys, names)
     -- The lowest-ranked members are the ones just listed: removed by rank, without looking each up.
     redis.call('ZREMRANGEBYRANK', keytimes, 0, #names - 1)
@@ -266,12 +261,12 @@ local function entriesOf(key)
       for _, entry in ipairs(found) do
         local own, pack = false, nil
         for f = 1, #entry[2], 2 do
-          if entry[2][f] == 'p' then own = true elseif entry[2][f] == 'k' then pack = entry[2][f + 1] end
+          if entry[2][f] == 'p' then own = true elseif entry[2][f] == 'b' then pack = entry[2][f + 1] end
         end
         if pack then
           -- A packed entry: its events, with their stream ids and fields, as if each had its own entry.
           local m, s = parts(entry[1])
-          for k, item in ipairs(cjson.decode(redis.call('GET', packed .. pack) or '[]')) do
+          for k, item in ipairs(cjson.decode(pack)) do
             local fields = {'t', item.t, 'd', item.d}
             for _, name in ipairs({'e', 'r', 'x', 'a'}) do
               if item[name] then fields[#fields + 1] = name; fields[#fields + 1] = item[name] end
@@ -387,34 +382,29 @@ return out
 `;
 
 /**
- * Appends a batch whose events all lack a publisher id as one packed entry, with fields `n` (the
- * number of its first event), `c` (how many) and `k` (the publish's drawn key, ARGV[4]). The events
- * themselves are in the string key KEYS[7] .. <drawn key>, which the caller sets in the same
- * MULTI, right before this script: JSON from Herald, an array of objects with the fields t, d and,
- * when set, e, r, x, a, as in an entry of its own. Redis never parses it, and the entry stays
- * small for every command that reads entries (XRANGE, XREVRANGE, XREAD). The pack is deleted when
- * its drawn key retires (`retireKeys`), which is after its entry has left history. The events
- * take the `c` (ARGV[5]) consecutive stream ids that start at the entry's own: the script moves
- * the stream's last id (XSETID) past them, so that no later entry takes one. One XADD and a few
- * bookkeeping commands, whatever the batch's size: nothing per event. The drawn key is mapped to
- * "<entry> <entry>" as in `PUBLISH_SCRIPT`. Answers {"ok", entry id}, or {"late"} when a retry of
- * this publish reached Redis first (its key is marked; the pack is deleted): the caller then sends
- * the batch through `PUBLISH_SCRIPT`, which finds its events.
+ * Appends a batch whose events all lack a publisher id as one packed entry: fields `n` (the number
+ * of its first event), `c` (how many) and `b` (the events, JSON from Herald: an array of objects
+ * with the fields t, d and, when set, e, r, x, a, as in an entry of its own). Its events take the
+ * `c` consecutive stream ids that start at the entry's own: the script moves the stream's last id
+ * (XSETID) past them, so that no later entry takes one. One XADD and a few bookkeeping commands,
+ * whatever the batch's size: nothing per event. ARGV[4] is the publish's drawn key, mapped to
+ * "<entry> <entry>" as in `PUBLISH_SCRIPT`; ARGV[5] the count, ARGV[6] the JSON. Answers
+ * {"ok", entry id}, or {"late"} when a retry of this publish reached Redis first (its key is
+ * marked): the caller then sends the batch through `PUBLISH_SCRIPT`, which finds its events.
  */
 const PUBLISH_PACKED_SCRIPT = `${SCRIPT_HEAD}
-local drawn, count = ARGV[4], tonumber(ARGV[5])
+local drawn, count, pack = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 if redis.call('HEXISTS', keys, drawn .. '\\n') == 1 or redis.call('ZSCORE', retired, drawn .. '\\n') then
-  redis.call('DEL', packed .. drawn)
   return {'late'}
 end
 local number = redis.call('INCRBY', seq, count) - count + 1
-local sid = redis.call('XADD', stream, '*', 'n', number, 'c', count, 'k', drawn)
+local sid = redis.call('XADD', stream, '*', 'n', number, 'c', count, 'b', pack)
 local m, s = parts(sid)
 redis.call('XSETID', stream, sidAt(m, s + count - 1))
 local newest = redis.call('ZREVRANGE', packs, 0, 0)
 local extra = count - 1
 if newest[1] then
-  local _, earlier = indexed(newest[1])
+  local _, earlier = packOf(newest[1])
   extra = extra + earlier
 end
 redis.call('ZADD', packs, number + count - 1, string.format('%s %d %d', sid, number, extra))
@@ -435,32 +425,19 @@ type Fields = string[];
 /**
  * The stream; the key map (publisher's id → stream id, drawn key → "<first> <last>" ids of the
  * entries of its publish's events without publisher id, drawn key + LF → "retried"); its index by
- * time; the sequence counter; the keys that left history; the packed entries by their last number;
- * the prefix of the keys that hold packed events (`<prefix>:pack:<drawn key>`).
+ * time; the sequence counter; the keys that left history; the packed entries by their last number.
  */
-type Keys = [
-  stream: string,
-  keys: string,
-  keyTimes: string,
-  seq: string,
-  retired: string,
-  packs: string,
-  packed: string,
-];
+type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string, packs: string];
 type Entry = [id: string, fields: Fields];
 /** What `PUBLISH_SCRIPT` answers for one item of a batch. */
 type ItemReply = string | ["dup", string, Fields] | ["same", number];
 type PublishReply = ["ok", ...ItemReply[]] | ["conflict" | "retired", number];
 type PackedReply = ["ok", string] | ["late"];
 
-/** `PUBLISH_PACKED_SCRIPT` in a MULTI, after the SET of its pack. */
-interface PackedTransaction {
-  heraldPublishPacked(keys: Keys, args: (string | number)[]): ChainableCommander;
-}
-
 interface PublishCommand {
   /** `args` as one array: ioredis flattens it, where spreading thousands of arguments into the call costs more. */
   heraldPublish(keys: Keys, args: (string | number)[]): Promise<PublishReply>;
+  heraldPublishPacked(keys: Keys, args: (string | number)[]): Promise<PackedReply>;
   heraldTrimByAge(key: string, ttlMs: number): Promise<number>;
 }
 
@@ -539,12 +516,12 @@ function fromItem(item: Item, sid: string, time: number, pos: string): StoredEve
   return stored;
 }
 
-/** An entry's event as an item (see `Item`); for a packed entry, its drawn key `k` too. */
-function itemOf(fields: Fields): Item & { k?: string } {
-  const item: Item & { k?: string } = { t: "", d: "" };
+/** An entry's event, or for a packed entry (field `b`) its first event, as an item. */
+function itemOf(fields: Fields): Item & { b?: string } {
+  const item: Item & { b?: string } = { t: "", d: "" };
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i] as string;
-    if (name.length === 1 && "tdearxpk".includes(name)) item[name as keyof Item | "k"] = fields[i + 1] as string;
+    if (name.length === 1 && "tdearxpb".includes(name)) item[name as keyof Item | "b"] = fields[i + 1] as string;
   }
   return item;
 }
@@ -553,14 +530,10 @@ function toStored(sid: string, fields: Fields): StoredEvent {
   return fromItem(itemOf(fields), sid, Number(sid.slice(0, sid.indexOf("-"))), sidPos(sid));
 }
 
-/** The drawn key of a packed entry, which names the key that holds its events; undefined for an event's own entry. */
-function packOf(fields: Fields): string | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "k") return fields[i + 1];
-  return undefined;
-}
-
-/** The events a packed entry holds, oldest first, from its pack (the JSON its publish stored). */
-function packedEvents(sid: string, pack: string): StoredEvent[] {
+/** The events an entry holds, oldest first: itself, or the events packed in it. */
+function entryEvents(sid: string, fields: Fields): StoredEvent[] {
+  const pack = itemOf(fields).b;
+  if (pack === undefined) return [toStored(sid, fields)];
   const items = JSON.parse(pack) as Item[];
   const events: StoredEvent[] = [];
   eachSid(sid, items.length, (id, pos, time, k) => events.push(fromItem(items[k] as Item, id, time, pos)));
@@ -585,18 +558,7 @@ function numbersOf(fields: Fields): { first: number; last: number } | undefined 
 function newestOf(entry: Entry): { id: string; pos: string } {
   const sid = lastSid(entry);
   const item = itemOf(entry[1]);
-  return { id: item.k === undefined ? (item.p ?? sid) : sid, pos: sidPos(sid) };
-}
-
-/** How many of an entry's events come after `afterPos` (all of them, but in the entry that holds it). */
-function countAfter([sid, fields]: Entry, afterPos: string): number {
-  const numbers = numbersOf(fields);
-  const count = numbers === undefined ? 1 : numbers.last - numbers.first + 1;
-  if (sidPos(sid) > afterPos) return count;
-  if (count === 1) return 0;
-  // The entry that holds the position: its events share a millisecond, and their sequence numbers follow.
-  const after = posSid(afterPos);
-  return count - (Number(after.slice(after.indexOf("-") + 1)) - Number(sid.slice(sid.indexOf("-") + 1)) + 1);
+  return { id: item.b === undefined ? (item.p ?? sid) : sid, pos: sidPos(sid) };
 }
 
 /** The stream id of an entry's last event: its own, or for a packed entry that of its last event. */
@@ -718,11 +680,11 @@ export class RedisBroker implements Broker {
     this.#silenceMs = COMMAND_TIMEOUT_MS + waitMs;
     this.#commands = connect({}) as Redis & PublishCommand;
     this.#reader = connect({});
-    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 7, lua: PUBLISH_SCRIPT });
-    this.#commands.defineCommand("heraldPublishPacked", { numberOfKeys: 7, lua: PUBLISH_PACKED_SCRIPT });
+    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 6, lua: PUBLISH_SCRIPT });
+    this.#commands.defineCommand("heraldPublishPacked", { numberOfKeys: 6, lua: PUBLISH_PACKED_SCRIPT });
     this.#commands.defineCommand("heraldTrimByAge", { numberOfKeys: 1, lua: TRIM_BY_AGE_SCRIPT });
     const p = options.prefix;
-    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`, `${p}:packs`, `${p}:pack:`];
+    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`, `${p}:packs`];
     this.#historySize = options.historySize;
     this.#retiredCapacity = retiredIdCapacity(options.historySize);
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
@@ -810,19 +772,13 @@ export class RedisBroker implements Broker {
     const drawn = ids < inputs.length ? drawKey() : "";
     const limits = [this.#historySize, this.#ttlMs, this.#retiredCapacity];
     if (ids === 0 && inputs.length > 1) {
-      // The events in a key of their own, set in the same transaction as the script that adds their entry.
-      const transaction = this.#commands.multi() as ChainableCommander & PackedTransaction;
-      transaction.set(`${this.#keys[6]}${drawn}`, JSON.stringify(inputs.map(packItem)));
-      transaction.heraldPublishPacked(this.#keys, [...limits, drawn, inputs.length]);
-      const publishing = transaction.exec().then((replies) => {
-        const [stored, script] = (replies ?? [[new Error("the transaction was aborted")]]) as [
-          [Error | null],
-          [Error | null, PackedReply],
-        ];
-        if (stored[0] || script[0]) throw stored[0] ?? script[0];
-        return script[1];
-      });
-      const { reply, replicas } = await this.#send(publishing, inputs, drawn, batch);
+      const pack = JSON.stringify(inputs.map(packItem));
+      const { reply, replicas } = await this.#send(
+        this.#commands.heraldPublishPacked(this.#keys, [...limits, drawn, inputs.length, pack]),
+        inputs,
+        drawn,
+        batch,
+      );
       if (reply[0] === "ok") {
         this.#confirm(replicas, inputs, drawn, batch);
         const results: PublishResult[] = [];
@@ -933,65 +889,32 @@ export class RedisBroker implements Broker {
 
   async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
     try {
-      // A pack that is gone was trimmed with its entry after the entry was read: read again.
-      for (let attempt = 1; ; attempt++) {
-        const events = await this.#readOnce(afterPos, limit);
-        if (events !== undefined) return events;
-        if (attempt === 3) throw new Error("history was trimmed during each of 3 reads");
+      const [stream] = this.#keys;
+      let entries: Entry[];
+      if (afterPos === BEFORE_FIRST_POS) {
+        entries = (await this.#commands.xrange(stream, "-", "+", "COUNT", limit)) as Entry[];
+      } else {
+        // The entry that holds the position (a packed one may hold later events too), and those after it.
+        const after = posSid(afterPos);
+        const replies = await this.#commands
+          .multi()
+          .xrevrange(stream, after, "-", "COUNT", 1)
+          .xrange(stream, `(${after}`, "+", "COUNT", limit)
+          .exec();
+        const [[e1, holding], [e2, later]] = replies as [[Error | null, Entry[]], [Error | null, Entry[]]];
+        if (e1 || e2) throw e1 ?? e2;
+        entries = [...holding.filter((entry) => lastSid(entry) !== entry[0]), ...later];
       }
+      const events: StoredEvent[] = [];
+      for (const [sid, fields] of entries) {
+        for (const event of entryEvents(sid, fields)) {
+          if (event.pos > afterPos && events.length < limit) events.push(event);
+        }
+      }
+      return events;
     } catch (err) {
       throw unavailable(err);
     }
-  }
-
-  /** One `read`; undefined when a pack it needed was gone. */
-  async #readOnce(afterPos: string, limit: number): Promise<StoredEvent[] | undefined> {
-    const [stream] = this.#keys;
-    let entries: Entry[];
-    if (afterPos === BEFORE_FIRST_POS) {
-      entries = (await this.#commands.xrange(stream, "-", "+", "COUNT", limit)) as Entry[];
-    } else {
-      // The entry that holds the position (a packed one may hold later events too), and those after it.
-      const after = posSid(afterPos);
-      const replies = await this.#commands
-        .multi()
-        .xrevrange(stream, after, "-", "COUNT", 1)
-        .xrange(stream, `(${after}`, "+", "COUNT", limit)
-        .exec();
-      const [[e1, holding], [e2, later]] = replies as [[Error | null, Entry[]], [Error | null, Entry[]]];
-      if (e1 || e2) throw e1 ?? e2;
-      entries = [...holding, ...later];
-    }
-    // Only the entries that hold the page's events: a packed one may hold thousands.
-    let count = 0;
-    const needed = entries.filter((entry) => {
-      const after = count < limit ? countAfter(entry, afterPos) : 0;
-      count += after;
-      return after > 0;
-    });
-    const packs = await this.#packs(this.#commands, needed);
-    if (packs.includes(null)) return undefined;
-    const events: StoredEvent[] = [];
-    for (const [index, [sid, fields]] of needed.entries()) {
-      const pack = packs[index];
-      for (const event of pack === undefined ? [toStored(sid, fields)] : packedEvents(sid, pack as string)) {
-        if (event.pos > afterPos && events.length < limit) events.push(event);
-      }
-    }
-    return events;
-  }
-
-  /**
-   * The packs of the packed entries among `entries` (in one MGET), by index: undefined for an
-   * event's own entry, null for a pack that is gone (its entry left history since it was read).
-   */
-  async #packs(client: Redis, entries: readonly Entry[]): Promise<(string | null | undefined)[]> {
-    const keys = entries.map(([, fields]) => packOf(fields));
-    const wanted = keys.filter((key) => key !== undefined).map((key) => `${this.#keys[6]}${key}`);
-    if (wanted.length === 0) return keys.map(() => undefined);
-    const found = await client.mget(wanted);
-    let next = 0;
-    return keys.map((key) => (key === undefined ? undefined : (found[next++] ?? null)));
   }
 
   status(): BrokerStatus {
@@ -1020,8 +943,7 @@ export class RedisBroker implements Broker {
     const [stream, ids] = this.#keys;
     const mapped = await this.#commands.hget(ids, id);
     // A drawn key maps to a range ("<first> <last>"), never an event: `id` is then a stream id or nothing.
-    // A client's stream id is compared by its numbers: written without leading zeros, as Redis does.
-    const sid = mapped !== null && STREAM_ID.test(mapped) ? mapped : STREAM_ID.test(id) ? posSid(id) : undefined;
+    const sid = mapped !== null && STREAM_ID.test(mapped) ? mapped : STREAM_ID.test(id) ? id : undefined;
     if (sid === undefined) return undefined;
     try {
       // The entry at or before `sid`: the event itself, or a packed entry that may hold it.
@@ -1168,22 +1090,14 @@ export class RedisBroker implements Broker {
         )) as [string, Entry[]][] | null;
         failures = 0;
         for (const [, entries] of reply ?? []) {
-          const packs = await this.#bounded(this.#packs(this.#reader, entries), COMMAND_TIMEOUT_MS);
-          for (const [index, [sid, fields]] of entries.entries()) {
+          for (const [sid, fields] of entries) {
             const numbers = numbersOf(fields);
             if (numbers !== undefined && this.#lastSeq !== undefined && numbers.first !== this.#lastSeq + 1) {
               this.#gap(`expected event number ${this.#lastSeq + 1}, read ${numbers.first}: it lagged behind trimming`);
             }
             this.#lastId = sid;
             this.#lastSeq = numbers?.last;
-            const pack = packs[index];
-            if (pack === undefined) {
-              this.#listeners.emit(toStored(sid, fields));
-            } else if (pack === null) {
-              this.#gap("a batch left history before this node read it: it lagged behind trimming");
-            } else {
-              for (const event of packedEvents(sid, pack)) this.#listeners.emit(event);
-            }
+            for (const event of entryEvents(sid, fields)) this.#listeners.emit(event);
           }
         }
       } catch {

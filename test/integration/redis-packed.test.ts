@@ -64,30 +64,6 @@ describe("Redis: a batch without publisher ids", () => {
     expect(paged.slice(1, 501)).toEqual(results.map((r) => r.event));
     // An id of the entry's millisecond beyond its events names nothing.
     expect((await broker.locate(`${ms}-${Number(seq) + 10_000}`)).found).toBe(false);
-    // A stream id written with leading zeros is the same id, as Redis reads it.
-    const padded = await broker.locate(`${ms}-0000000000000${Number(seq) + 1}`);
-    expect(padded).toMatchObject({ found: true, pos: results[1]?.event.pos });
-    expect(datas(await broker.read(padded.pos as string, 2))).toEqual(["3", "4"]);
-    expect((await broker.locate(`${ms}-0000000000000${Number(seq) + 10_000}`)).found).toBe(false);
-  });
-
-  it("keeps its events out of the stream entry, in a key of their own that goes when the batch has left history", async () => {
-    const { broker, prefix } = await connect(10);
-    const results = await broker.publishBatch(batchOf(1, 5));
-    const [[sid, fields]] = (await redis.xrange(`${prefix}:events`, "-", "+")) as [[string, string[]]];
-    const key = fields[fields.indexOf("k") + 1];
-    expect([sid, fields]).toEqual([results[0]?.event.id, ["n", "1", "c", "5", "k", key]]);
-    expect(JSON.parse((await redis.get(`${prefix}:pack:${key}`)) as string)).toHaveLength(5);
-    // The batch's key retires once history starts after its millisecond; its pack goes with it.
-    const batchMs = Number(sid.split("-")[0]);
-    await waitFor("Redis's clock to pass the batch's millisecond", async () => {
-      const [s, us] = await redis.time();
-      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > batchMs;
-    });
-    for (let n = 6; n <= 16; n++) await broker.publish({ topic: "t", data: `${n}` });
-    expect(datas(await broker.read(BEFORE_FIRST_POS, 100))).toEqual(range(7, 16));
-    expect(await redis.hexists(`${prefix}:ids`, key as string)).toBe(0);
-    expect(await redis.exists(`${prefix}:pack:${key}`)).toBe(0);
   });
 
   it("reaches every listener in order, as a reader on another connection sees it, with no gap reported", async () => {
