@@ -118,8 +118,8 @@ local function trim()
   local last = tonumber(redis.call('GET', seq))
   local keep = last - maxlen + 1
   if keep <= 1 then return end
-  local _, total = packOf(newest[1])
-  total = last - total
+  local _, allExtra = packOf(newest[1])
+  local total = last - allExtra
   local before = redis.call('ZREVRANGEBYSCORE', packs, string.format('(%d', keep), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   local extra = 0
   if before[1] then _, extra = packOf(before[1]) end
@@ -530,14 +530,15 @@ function toStored(sid: string, fields: Fields): StoredEvent {
   return fromItem(itemOf(fields), sid, Number(sid.slice(0, sid.indexOf("-"))), sidPos(sid));
 }
 
-/** The events an entry holds, oldest first: itself, or the events packed in it. */
-function entryEvents(sid: string, fields: Fields): StoredEvent[] {
-  const pack = itemOf(fields).b;
-  if (pack === undefined) return [toStored(sid, fields)];
-  const items = JSON.parse(pack) as Item[];
-  const events: StoredEvent[] = [];
-  eachSid(sid, items.length, (id, pos, time, k) => events.push(fromItem(items[k] as Item, id, time, pos)));
-  return events;
+/** Calls `each` with the events an entry holds, oldest first: itself, or the events packed in it. */
+function forEachEvent(sid: string, fields: Fields, each: (event: StoredEvent) => void): void {
+  const item = itemOf(fields);
+  if (item.b === undefined) {
+    each(fromItem(item, sid, Number(sid.slice(0, sid.indexOf("-"))), sidPos(sid)));
+    return;
+  }
+  const items = JSON.parse(item.b) as Item[];
+  eachSid(sid, items.length, (id, pos, time, k) => each(fromItem(items[k] as Item, id, time, pos)));
 }
 
 /**
@@ -907,9 +908,9 @@ export class RedisBroker implements Broker {
       }
       const events: StoredEvent[] = [];
       for (const [sid, fields] of entries) {
-        for (const event of entryEvents(sid, fields)) {
+        forEachEvent(sid, fields, (event) => {
           if (event.pos > afterPos && events.length < limit) events.push(event);
-        }
+        });
       }
       return events;
     } catch (err) {
@@ -1097,7 +1098,7 @@ export class RedisBroker implements Broker {
             }
             this.#lastId = sid;
             this.#lastSeq = numbers?.last;
-            for (const event of entryEvents(sid, fields)) this.#listeners.emit(event);
+            forEachEvent(sid, fields, (event) => this.#listeners.emit(event));
           }
         }
       } catch {
