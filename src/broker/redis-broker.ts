@@ -63,6 +63,14 @@ const KEEPALIVE_MS = 5_000;
  * listeners in one turn unless the reader lags behind.
  */
 const PAGE = 10_000;
+/**
+ * How long a packed batch's events outlive its entry in Redis (see `PUBLISH_PACKED_SCRIPT`): a
+ * reader fetches them right after it reads the entry, in the next round trip.
+ */
+const PACK_GRACE_MS = 10_000;
+
+/** Why a packed batch's events can be missing while its entry is in the stream. */
+const PACK_MISSING = `expired ${PACK_GRACE_MS} ms after the entry left history, or evicted: Herald needs maxmemory-policy noeviction`;
 /** Entries in a stream have ids `<ms>-<n>`; Herald uses them as event ids. */
 const STREAM_ID = /^\d+-\d+$/;
 
@@ -77,12 +85,16 @@ function drawKey(): string {
 }
 
 /**
- * What both publish scripts begin with: their keys, the history limits (ARGV[1..3]), trimming by
+ * What both publish scripts begin with: their keys (see `Keys`), the history limits (ARGV[1..3]), trimming by
  * age, and helpers, among them `trim` (by size, after writing) and `retireKeys` (see `PUBLISH_SCRIPT`).
  */
 const SCRIPT_HEAD = `
 local stream, keys, keytimes, seq, retired, packs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- KEYS[7] is the prefix of the keys that hold packed events: KEYS[7] .. <drawn key>.
+local packed = KEYS[7]
 local maxlen, ttl, capacity = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+-- How long a pack outlives its entry, so that a reader that has just read the entry finds it.
+local PACK_GRACE_MS = ${PACK_GRACE_MS}
 if ttl > 0 then
   local now = redis.call('TIME')
   redis.call('XTRIM', stream, 'MINID', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - ttl)
@@ -103,7 +115,7 @@ local function sidAt(m, s) return m .. '-' .. string.format('%d', s) end
 -- number, as "<entry id> <first number> <extra>": extra counts the events beyond one per entry in
 -- this and every earlier packed entry, so that an event's number, less the extra before it, is
 -- its entry's place in the stream.
-local function packOf(member)
+local function indexed(member)
   local first, extra = string.match(member, ' (%d+) (%d+)$')
   return tonumber(first), tonumber(extra)
 end
@@ -118,15 +130,15 @@ local function trim()
   local last = tonumber(redis.call('GET', seq))
   local keep = last - maxlen + 1
   if keep <= 1 then return end
-  local _, allExtra = packOf(newest[1])
+  local _, allExtra = indexed(newest[1])
   local total = last - allExtra
   local before = redis.call('ZREVRANGEBYSCORE', packs, string.format('(%d', keep), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
   local extra = 0
-  if before[1] then _, extra = packOf(before[1]) end
+  if before[1] then _, extra = indexed(before[1]) end
   local at = keep - extra
   local holding = redis.call('ZRANGEBYSCORE', packs, string.format('%d', keep), '+inf', 'LIMIT', 0, 1)
   if holding[1] then
-    local first = packOf(holding[1])
+    local first = indexed(holding[1])
     if first <= keep then at = first - extra end
   end
   redis.call('XTRIM', stream, 'MAXLEN', total - at + 1)
@@ -139,12 +151,15 @@ local function retireKeys(limit)
   if first[1] then below = '(' .. string.match(first[1][1], '^(%d+)') end
   local gone = redis.call('ZRANGEBYSCORE', keytimes, '-inf', below, 'WITHSCORES', 'LIMIT', 0, limit)
   if #gone > 0 then
-    local names, scored = {}, {}
+    local names, scored, blobs = {}, {}, {}
     for j = 1, #gone, 2 do
       names[#names + 1] = gone[j]
       scored[#scored + 1] = gone[j + 1]
       scored[#scored + 1] = gone[j]
+      -- A drawn key's packed events, if its publish was packed, go with it, a little later.
+      if string.find(gone[j], '^%d+%-%d+$') then blobs[#blobs + 1] = packed .. gone[j] end
     end
+    for _, blob in ipairs(blobs) do redis.call('PEXPIRE', blob, PACK_GRACE_MS) end
     sliced('HDEL', keys, names)
     -- The lowest-ranked members are the ones just listed: removed by rank, without looking each up.
     redis.call('ZREMRANGEBYRANK', keytimes, 0, #names - 1)
@@ -261,12 +276,18 @@ local function entriesOf(key)
       for _, entry in ipairs(found) do
         local own, pack = false, nil
         for f = 1, #entry[2], 2 do
-          if entry[2][f] == 'p' then own = true elseif entry[2][f] == 'b' then pack = entry[2][f + 1] end
+          if entry[2][f] == 'p' then own = true elseif entry[2][f] == 'k' then pack = entry[2][f + 1] end
         end
         if pack then
           -- A packed entry: its events, with their stream ids and fields, as if each had its own entry.
           local m, s = parts(entry[1])
-          for k, item in ipairs(cjson.decode(pack)) do
+          local json = redis.call('GET', packed .. pack)
+          -- Its pack gone (evicted): its events can no longer be told apart from new ones.
+          if not json then
+            known = 'retired'
+            break
+          end
+          for k, item in ipairs(cjson.decode(json)) do
             local fields = {'t', item.t, 'd', item.d}
             for _, name in ipairs({'e', 'r', 'x', 'a'}) do
               if item[name] then fields[#fields + 1] = name; fields[#fields + 1] = item[name] end
@@ -382,29 +403,35 @@ return out
 `;
 
 /**
- * Appends a batch whose events all lack a publisher id as one packed entry: fields `n` (the number
- * of its first event), `c` (how many) and `b` (the events, JSON from Herald: an array of objects
- * with the fields t, d and, when set, e, r, x, a, as in an entry of its own). Its events take the
- * `c` consecutive stream ids that start at the entry's own: the script moves the stream's last id
- * (XSETID) past them, so that no later entry takes one. One XADD and a few bookkeeping commands,
- * whatever the batch's size: nothing per event. ARGV[4] is the publish's drawn key, mapped to
- * "<entry> <entry>" as in `PUBLISH_SCRIPT`; ARGV[5] the count, ARGV[6] the JSON. Answers
- * {"ok", entry id}, or {"late"} when a retry of this publish reached Redis first (its key is
- * marked): the caller then sends the batch through `PUBLISH_SCRIPT`, which finds its events.
+ * Appends a batch whose events all lack a publisher id as one packed entry, with fields `n` (the
+ * number of its first event), `c` (how many) and `k` (the publish's drawn key, ARGV[4]). The events
+ * themselves, its pack, go to the string key KEYS[7] .. <drawn key>: ARGV[6], JSON from Herald, an
+ * array of objects with the fields t, d and, when set, e, r, x, a, as in an entry of its own.
+ * Redis never parses it, and the entry stays small for every command that reads entries (XRANGE,
+ * XREVRANGE, XREAD). When its drawn key retires (`retireKeys`), after its entry has left history,
+ * the pack expires `PACK_GRACE_MS` later: a reader that read the entry just before has that long
+ * to fetch the pack (see `RedisBroker#packs`). The events
+ * take the `c` (ARGV[5]) consecutive stream ids that start at the entry's own: the script moves
+ * the stream's last id (XSETID) past them, so that no later entry takes one. One XADD and a few
+ * bookkeeping commands, whatever the batch's size: nothing per event. The drawn key is mapped to
+ * "<entry> <entry>" as in `PUBLISH_SCRIPT`. Answers {"ok", entry id}, or {"late"} when a retry of
+ * this publish reached Redis first (its key is marked; nothing is written): the caller then sends
+ * the batch through `PUBLISH_SCRIPT`, which finds its events.
  */
 const PUBLISH_PACKED_SCRIPT = `${SCRIPT_HEAD}
-local drawn, count, pack = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local drawn, count = ARGV[4], tonumber(ARGV[5])
 if redis.call('HEXISTS', keys, drawn .. '\\n') == 1 or redis.call('ZSCORE', retired, drawn .. '\\n') then
   return {'late'}
 end
+redis.call('SET', packed .. drawn, ARGV[6])
 local number = redis.call('INCRBY', seq, count) - count + 1
-local sid = redis.call('XADD', stream, '*', 'n', number, 'c', count, 'b', pack)
+local sid = redis.call('XADD', stream, '*', 'n', number, 'c', count, 'k', drawn)
 local m, s = parts(sid)
 redis.call('XSETID', stream, sidAt(m, s + count - 1))
 local newest = redis.call('ZREVRANGE', packs, 0, 0)
 local extra = count - 1
 if newest[1] then
-  local _, earlier = packOf(newest[1])
+  local _, earlier = indexed(newest[1])
   extra = extra + earlier
 end
 redis.call('ZADD', packs, number + count - 1, string.format('%s %d %d', sid, number, extra))
@@ -425,9 +452,18 @@ type Fields = string[];
 /**
  * The stream; the key map (publisher's id → stream id, drawn key → "<first> <last>" ids of the
  * entries of its publish's events without publisher id, drawn key + LF → "retried"); its index by
- * time; the sequence counter; the keys that left history; the packed entries by their last number.
+ * time; the sequence counter; the keys that left history; the packed entries by their last number;
+ * the prefix of the keys that hold packed events (`<prefix>:pack:<drawn key>`).
  */
-type Keys = [stream: string, keys: string, keyTimes: string, seq: string, retired: string, packs: string];
+type Keys = [
+  stream: string,
+  keys: string,
+  keyTimes: string,
+  seq: string,
+  retired: string,
+  packs: string,
+  packed: string,
+];
 type Entry = [id: string, fields: Fields];
 /** What `PUBLISH_SCRIPT` answers for one item of a batch. */
 type ItemReply = string | ["dup", string, Fields] | ["same", number];
@@ -516,12 +552,12 @@ function fromItem(item: Item, sid: string, time: number, pos: string): StoredEve
   return stored;
 }
 
-/** An entry's event, or for a packed entry (field `b`) its first event, as an item. */
-function itemOf(fields: Fields): Item & { b?: string } {
-  const item: Item & { b?: string } = { t: "", d: "" };
+/** An entry's event as an item (see `Item`); for a packed entry, its drawn key `k` too. */
+function itemOf(fields: Fields): Item & { k?: string } {
+  const item: Item & { k?: string } = { t: "", d: "" };
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i] as string;
-    if (name.length === 1 && "tdearxpb".includes(name)) item[name as keyof Item | "b"] = fields[i + 1] as string;
+    if (name.length === 1 && "tdearxpk".includes(name)) item[name as keyof Item | "k"] = fields[i + 1] as string;
   }
   return item;
 }
@@ -530,14 +566,22 @@ function toStored(sid: string, fields: Fields): StoredEvent {
   return fromItem(itemOf(fields), sid, Number(sid.slice(0, sid.indexOf("-"))), sidPos(sid));
 }
 
-/** Calls `each` with the events an entry holds, oldest first: itself, or the events packed in it. */
-function forEachEvent(sid: string, fields: Fields, each: (event: StoredEvent) => void): void {
-  const item = itemOf(fields);
-  if (item.b === undefined) {
-    each(fromItem(item, sid, Number(sid.slice(0, sid.indexOf("-"))), sidPos(sid)));
+/** The drawn key of a packed entry, which names the key that holds its events; undefined for an event's own entry. */
+function packOf(fields: Fields): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "k") return fields[i + 1];
+  return undefined;
+}
+
+/**
+ * Calls `each` with the events an entry holds, oldest first: itself, or for a packed entry the
+ * events of its pack (the JSON its publish stored).
+ */
+function forEachEvent(sid: string, fields: Fields, pack: string | undefined, each: (event: StoredEvent) => void): void {
+  if (pack === undefined) {
+    each(toStored(sid, fields));
     return;
   }
-  const items = JSON.parse(item.b) as Item[];
+  const items = JSON.parse(pack) as Item[];
   eachSid(sid, items.length, (id, pos, time, k) => each(fromItem(items[k] as Item, id, time, pos)));
 }
 
@@ -559,7 +603,21 @@ function numbersOf(fields: Fields): { first: number; last: number } | undefined 
 function newestOf(entry: Entry): { id: string; pos: string } {
   const sid = lastSid(entry);
   const item = itemOf(entry[1]);
-  return { id: item.b === undefined ? (item.p ?? sid) : sid, pos: sidPos(sid) };
+  return { id: item.k === undefined ? (item.p ?? sid) : sid, pos: sidPos(sid) };
+}
+
+/** How many of an entry's events come after `afterPos` (all of them, but in the entry that holds it). */
+function countAfter([sid, fields]: Entry, afterPos: string): number {
+  const numbers = numbersOf(fields);
+  const count = numbers === undefined ? 1 : numbers.last - numbers.first + 1;
+  if (sidPos(sid) > afterPos) return count;
+  if (count === 1) return 0;
+  // An entry at or before the position: its events share its millisecond, and their sequence numbers follow.
+  const after = posSid(afterPos);
+  const dash = after.indexOf("-");
+  if (after.slice(0, dash) !== sid.slice(0, sid.indexOf("-"))) return 0;
+  const held = Number(after.slice(dash + 1)) - Number(sid.slice(sid.indexOf("-") + 1)) + 1;
+  return Math.max(0, count - held);
 }
 
 /** The stream id of an entry's last event: its own, or for a packed entry that of its last event. */
@@ -575,7 +633,9 @@ function lastSid(entry: Entry): string {
 const NOT_SENT = ["Stream isn't writeable", "Connection is closed"];
 
 function unavailable(err: unknown): Error {
-  if (err instanceof IdConflictError || err instanceof InvalidEventError) return err;
+  if (err instanceof IdConflictError || err instanceof InvalidEventError || err instanceof BrokerUnavailableError) {
+    return err;
+  }
   if ((err as Error).name === "ReplyError") {
     // Redis answered and refused (READONLY on a demoted primary, OOM): nothing was written.
     return new BrokerUnavailableError(`Redis refused the write: ${(err as Error).message}`, { cause: err });
@@ -681,11 +741,11 @@ export class RedisBroker implements Broker {
     this.#silenceMs = COMMAND_TIMEOUT_MS + waitMs;
     this.#commands = connect({}) as Redis & PublishCommand;
     this.#reader = connect({});
-    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 6, lua: PUBLISH_SCRIPT });
-    this.#commands.defineCommand("heraldPublishPacked", { numberOfKeys: 6, lua: PUBLISH_PACKED_SCRIPT });
+    this.#commands.defineCommand("heraldPublish", { numberOfKeys: 7, lua: PUBLISH_SCRIPT });
+    this.#commands.defineCommand("heraldPublishPacked", { numberOfKeys: 7, lua: PUBLISH_PACKED_SCRIPT });
     this.#commands.defineCommand("heraldTrimByAge", { numberOfKeys: 1, lua: TRIM_BY_AGE_SCRIPT });
     const p = options.prefix;
-    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`, `${p}:packs`];
+    this.#keys = [`${p}:events`, `${p}:ids`, `${p}:id-times`, `${p}:seq`, `${p}:retired`, `${p}:packs`, `${p}:pack:`];
     this.#historySize = options.historySize;
     this.#retiredCapacity = retiredIdCapacity(options.historySize);
     this.#ttlMs = (options.historyTtlS ?? 0) * 1000;
@@ -890,32 +950,66 @@ export class RedisBroker implements Broker {
 
   async read(afterPos: string, limit: number): Promise<StoredEvent[]> {
     try {
-      const [stream] = this.#keys;
-      let entries: Entry[];
-      if (afterPos === BEFORE_FIRST_POS) {
-        entries = (await this.#commands.xrange(stream, "-", "+", "COUNT", limit)) as Entry[];
-      } else {
-        // The entry that holds the position (a packed one may hold later events too), and those after it.
-        const after = posSid(afterPos);
-        const replies = await this.#commands
-          .multi()
-          .xrevrange(stream, after, "-", "COUNT", 1)
-          .xrange(stream, `(${after}`, "+", "COUNT", limit)
-          .exec();
-        const [[e1, holding], [e2, later]] = replies as [[Error | null, Entry[]], [Error | null, Entry[]]];
-        if (e1 || e2) throw e1 ?? e2;
-        entries = [...holding.filter((entry) => lastSid(entry) !== entry[0]), ...later];
+      // A pack that is gone expired after its entry left history: read again, without that entry.
+      for (let attempt = 1; ; attempt++) {
+        const events = await this.#readOnce(afterPos, limit);
+        if (events !== undefined) return events;
+        if (attempt === 3)
+          throw new BrokerUnavailableError(`a packed batch's events are missing from Redis: ${PACK_MISSING}`);
       }
-      const events: StoredEvent[] = [];
-      for (const [sid, fields] of entries) {
-        forEachEvent(sid, fields, (event) => {
-          if (event.pos > afterPos && events.length < limit) events.push(event);
-        });
-      }
-      return events;
     } catch (err) {
       throw unavailable(err);
     }
+  }
+
+  /** One `read`; undefined when a pack it needed was gone. */
+  async #readOnce(afterPos: string, limit: number): Promise<StoredEvent[] | undefined> {
+    const [stream] = this.#keys;
+    let entries: Entry[];
+    if (afterPos === BEFORE_FIRST_POS) {
+      entries = (await this.#commands.xrange(stream, "-", "+", "COUNT", limit)) as Entry[];
+    } else {
+      // The entry that holds the position (a packed one may hold later events too), and those after it.
+      const after = posSid(afterPos);
+      const replies = await this.#commands
+        .multi()
+        .xrevrange(stream, after, "-", "COUNT", 1)
+        .xrange(stream, `(${after}`, "+", "COUNT", limit)
+        .exec();
+      const [[e1, holding], [e2, later]] = replies as [[Error | null, Entry[]], [Error | null, Entry[]]];
+      if (e1 || e2) throw e1 ?? e2;
+      entries = [...holding, ...later];
+    }
+    // Only the entries that hold the page's events: a packed one may hold thousands.
+    let count = 0;
+    const needed = entries.filter((entry) => {
+      const after = count < limit ? countAfter(entry, afterPos) : 0;
+      count += after;
+      return after > 0;
+    });
+    const packs = await this.#packs(this.#commands, needed);
+    if (packs.includes(null)) return undefined;
+    const events: StoredEvent[] = [];
+    for (const [index, [sid, fields]] of needed.entries()) {
+      forEachEvent(sid, fields, packs[index] as string | undefined, (event) => {
+        if (event.pos > afterPos && events.length < limit) events.push(event);
+      });
+    }
+    return events;
+  }
+
+  /**
+   * The packs of the packed entries among `entries` (in one MGET), by index: undefined for an
+   * event's own entry, null for a pack that is gone (its entry left history more than
+   * `PACK_GRACE_MS` before, or Redis evicted it).
+   */
+  async #packs(client: Redis, entries: readonly Entry[]): Promise<(string | null | undefined)[]> {
+    const keys = entries.map(([, fields]) => packOf(fields));
+    const wanted = keys.filter((key) => key !== undefined).map((key) => `${this.#keys[6]}${key}`);
+    if (wanted.length === 0) return keys.map(() => undefined);
+    const found = await client.mget(wanted);
+    let next = 0;
+    return keys.map((key) => (key === undefined ? undefined : (found[next++] ?? null)));
   }
 
   status(): BrokerStatus {
@@ -944,7 +1038,8 @@ export class RedisBroker implements Broker {
     const [stream, ids] = this.#keys;
     const mapped = await this.#commands.hget(ids, id);
     // A drawn key maps to a range ("<first> <last>"), never an event: `id` is then a stream id or nothing.
-    const sid = mapped !== null && STREAM_ID.test(mapped) ? mapped : STREAM_ID.test(id) ? id : undefined;
+    // A client's stream id is compared by its numbers: written without leading zeros, as Redis does.
+    const sid = mapped !== null && STREAM_ID.test(mapped) ? mapped : STREAM_ID.test(id) ? posSid(id) : undefined;
     if (sid === undefined) return undefined;
     try {
       // The entry at or before `sid`: the event itself, or a packed entry that may hold it.
@@ -1091,14 +1186,20 @@ export class RedisBroker implements Broker {
         )) as [string, Entry[]][] | null;
         failures = 0;
         for (const [, entries] of reply ?? []) {
-          for (const [sid, fields] of entries) {
+          const packs = await this.#bounded(this.#packs(this.#reader, entries), COMMAND_TIMEOUT_MS);
+          for (const [index, [sid, fields]] of entries.entries()) {
             const numbers = numbersOf(fields);
             if (numbers !== undefined && this.#lastSeq !== undefined && numbers.first !== this.#lastSeq + 1) {
               this.#gap(`expected event number ${this.#lastSeq + 1}, read ${numbers.first}: it lagged behind trimming`);
             }
             this.#lastId = sid;
             this.#lastSeq = numbers?.last;
-            forEachEvent(sid, fields, (event) => this.#listeners.emit(event));
+            const pack = packs[index];
+            if (pack === null) {
+              this.#gap(`a batch's events were gone when this node read its entry (${PACK_MISSING})`);
+            } else {
+              forEachEvent(sid, fields, pack, (event) => this.#listeners.emit(event));
+            }
           }
         }
       } catch {

@@ -4,8 +4,13 @@ import { connect, createServer, type Socket } from "node:net";
 export interface TcpProxy {
   port: number;
   url: string;
-  /** Stops forwarding: connections stay open (new ones are accepted too), their bytes are held. */
-  freeze(): void;
+  /**
+   * Stops forwarding: connections stay open (new ones are accepted too), their bytes are held.
+   * `"requests"` holds only what clients send: answers to requests already sent still arrive.
+   */
+  freeze(only?: "requests"): void;
+  /** The bytes held on their way to the server, as text. */
+  heldRequests(): string;
   /** Forwards what was held, in order, then everything again; closes what closed meanwhile. */
   thaw(): void;
   close(): Promise<void>;
@@ -25,6 +30,7 @@ interface Side {
  */
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let frozen = false;
+  let requestsOnly = false;
   const pairs = new Set<[Side, Side]>();
   const server = createServer((client) => {
     const upstream = connect(targetPort, "127.0.0.1");
@@ -34,7 +40,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     pairs.add(pair);
     const pipe = (from: Socket, to: Side) => {
       from.on("data", (chunk: Buffer) => {
-        if (frozen) to.held.push(chunk);
+        if (frozen && (!requestsOnly || to === toServer)) to.held.push(chunk);
         else to.socket.write(chunk);
       });
       from.on("close", () => {
@@ -55,8 +61,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   return {
     port: address.port,
     url: `redis://127.0.0.1:${address.port}`,
-    freeze() {
+    freeze(only) {
       frozen = true;
+      requestsOnly = only === "requests";
+    },
+    heldRequests() {
+      return [...pairs].map(([toServer]) => Buffer.concat(toServer.held).toString()).join("");
     },
     thaw() {
       frozen = false;

@@ -4,7 +4,9 @@ import type { StoredEvent } from "../../src/broker/broker.js";
 import { BEFORE_FIRST_POS, EARLIEST_ID } from "../../src/broker/broker.js";
 import { RedisBroker } from "../../src/broker/redis-broker.js";
 import { deleteKeys, REDIS_URL, uniquePrefix } from "../helpers/redis.js";
+import { redisCall, startRedisServer } from "../helpers/redis-server.js";
 import { silentLogger } from "../helpers/server.js";
+import { startTcpProxy } from "../helpers/tcp-proxy.js";
 import { waitFor } from "../helpers/wait.js";
 
 // A batch whose events have no publisher id is one stream entry in Redis (its events packed in
@@ -31,6 +33,16 @@ async function connect(historySize: number, prefix = uniquePrefix()) {
 
 const batchOf = (from: number, count: number) =>
   Array.from({ length: count }, (_, i) => ({ topic: "t", data: `${from + i}` }));
+/** What `broker`'s subscription delivers, and how many gaps it reports. */
+async function listen(broker: RedisBroker) {
+  const heard = { seen: [] as StoredEvent[], gaps: 0 };
+  await broker.subscribe(
+    (e) => heard.seen.push(e),
+    () => heard.gaps++,
+  );
+  return heard;
+}
+
 const datas = (events: readonly StoredEvent[]) => events.map((e) => e.data);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => `${from + i}`);
 
@@ -64,25 +76,119 @@ describe("Redis: a batch without publisher ids", () => {
     expect(paged.slice(1, 501)).toEqual(results.map((r) => r.event));
     // An id of the entry's millisecond beyond its events names nothing.
     expect((await broker.locate(`${ms}-${Number(seq) + 10_000}`)).found).toBe(false);
+    // A stream id written with leading zeros is the same id, as Redis reads it.
+    const padded = await broker.locate(`${ms}-0000000000000${Number(seq) + 1}`);
+    expect(padded).toMatchObject({ found: true, pos: results[1]?.event.pos });
+    expect(datas(await broker.read(padded.pos as string, 2))).toEqual(["3", "4"]);
+    expect((await broker.locate(`${ms}-0000000000000${Number(seq) + 10_000}`)).found).toBe(false);
+  });
+
+  it("keeps its events out of the stream entry, in a key of their own that expires after the batch has left history", async () => {
+    const { broker, prefix } = await connect(10);
+    const results = await broker.publishBatch(batchOf(1, 5));
+    const [[sid, fields]] = (await redis.xrange(`${prefix}:events`, "-", "+")) as [[string, string[]]];
+    const key = fields[fields.indexOf("k") + 1];
+    expect([sid, fields]).toEqual([results[0]?.event.id, ["n", "1", "c", "5", "k", key]]);
+    expect(JSON.parse((await redis.get(`${prefix}:pack:${key}`)) as string)).toHaveLength(5);
+    // The batch's key retires once history starts after its millisecond; its pack goes with it.
+    const batchMs = Number(sid.split("-")[0]);
+    await waitFor("Redis's clock to pass the batch's millisecond", async () => {
+      const [s, us] = await redis.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > batchMs;
+    });
+    for (let n = 6; n <= 16; n++) await broker.publish({ topic: "t", data: `${n}` });
+    expect(datas(await broker.read(BEFORE_FIRST_POS, 100))).toEqual(range(7, 16));
+    expect(await redis.hexists(`${prefix}:ids`, key as string)).toBe(0);
+    // Kept a little longer, for a reader that read the entry just before it left.
+    const ttl = await redis.pttl(`${prefix}:pack:${key}`);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(10_000);
+  });
+
+  it("reaches a reader on another node whole when the batch leaves history between reading its entry and its events", async () => {
+    const server = await startRedisServer(false);
+    const proxy = await startTcpProxy(server.port);
+    try {
+      const publisher = await RedisBroker.connect({ url: server.url, prefix: "h", historySize: 10, log: silentLogger });
+      const other = await RedisBroker.connect({ url: proxy.url, prefix: "h", historySize: 10, log: silentLogger });
+      open.push(publisher, other);
+      const heard = await listen(other);
+      const published: StoredEvent[] = [];
+      // The other node has read the batch's entry and asked for its events: that request is held
+      // while the next batch, larger than history, pushes the first one out.
+      for (let attempt = 1; ; attempt++) {
+        await waitFor("the other node's reader to wait on the stream", async () =>
+          String(await redisCall(server.port, "CLIENT", "LIST")).includes("cmd=xread"),
+        );
+        proxy.freeze("requests");
+        const batch = await publisher.publishBatch(batchOf(published.length, 20));
+        published.push(...batch.map((r) => r.event));
+        const held = await waitFor("the reader's next request", () => proxy.heldRequests().match(/mget|xread/i)?.[0]);
+        if (held.toLowerCase() === "mget") break;
+        // Its XREAD had timed out just before: the entry was not read yet; try again.
+        proxy.thaw();
+        await waitFor("delivery", () => heard.seen.length === published.length);
+        if (attempt === 3) throw new Error("the reader never had an entry in hand");
+      }
+      const batchMs = Number(published.at(-1)?.id.split("-")[0]);
+      await waitFor("Redis's clock to pass the batch's millisecond", async () => {
+        const [s, us] = (await redisCall(server.port, "TIME")) as [string, string];
+        return Number(s) * 1000 + Math.floor(Number(us) / 1000) > batchMs;
+      });
+      published.push(...(await publisher.publishBatch(batchOf(published.length, 20))).map((r) => r.event));
+      expect(await redisCall(server.port, "XLEN", "h:events")).toBe(1);
+      proxy.thaw();
+      await waitFor("every delivery", () => heard.seen.length >= published.length);
+      expect(heard.gaps).toBe(0);
+      expect(heard.seen).toEqual(published);
+    } finally {
+      await Promise.all(open.splice(0).map((b) => b.close()));
+      await proxy.close();
+      await server.kill();
+    }
+  });
+
+  it("refuses a retry, and fails a replay, when its events are missing from Redis (evicted), rather than store a duplicate", async () => {
+    const { broker, prefix } = await connect(1_000);
+    await broker.publishBatch(batchOf(1, 3));
+    const [[, fields]] = (await redis.xrange(`${prefix}:events`, "-", "+")) as [[string, string[]]];
+    const key = fields[fields.indexOf("k") + 1];
+    await redis.del(`${prefix}:pack:${key}`);
+    await expect(broker.publish({ topic: "t", data: "1", id: `${key}.0` })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    await expect(broker.read(BEFORE_FIRST_POS, 10)).rejects.toThrow(/noeviction/);
+    expect(await redis.xlen(`${prefix}:events`)).toBe(1);
+  });
+
+  it("publishes after Redis has lost its scripts (SCRIPT FLUSH, or a restart without them)", async () => {
+    const server = await startRedisServer(false);
+    try {
+      const broker = await RedisBroker.connect({ url: server.url, prefix: "h", historySize: 100, log: silentLogger });
+      open.push(broker);
+      await broker.publishBatch(batchOf(1, 3));
+      expect(await redisCall(server.port, "SCRIPT", "FLUSH")).toBe("OK");
+      await broker.publishBatch(batchOf(4, 3));
+      await broker.publish({ topic: "t", data: "7" });
+      expect(datas(await broker.read(BEFORE_FIRST_POS, 10))).toEqual(range(1, 7));
+    } finally {
+      await Promise.all(open.splice(0).map((b) => b.close()));
+      await server.kill();
+    }
   });
 
   it("reaches every listener in order, as a reader on another connection sees it, with no gap reported", async () => {
     const { broker, prefix } = await connect(10_000);
     const { broker: other } = await connect(10_000, prefix);
-    const seen: StoredEvent[] = [];
-    let gaps = 0;
-    await other.subscribe(
-      (e) => seen.push(e),
-      () => gaps++,
-    );
+    const heard = await listen(other);
     const published: StoredEvent[] = [];
     for (let round = 0; round < 5; round++) {
       published.push(...(await broker.publishBatch(batchOf(round * 100, 99))).map((r) => r.event));
       published.push((await broker.publish({ topic: "t", data: `${round * 100 + 99}` })).event);
     }
-    await waitFor("every delivery", () => seen.length >= 500);
-    expect(seen).toEqual(published);
-    expect(gaps).toBe(0);
+    await waitFor("every delivery", () => heard.seen.length >= 500);
+    expect(heard.seen).toEqual(published);
+    expect(heard.gaps).toBe(0);
   });
 
   it("leaves history whole: trimming keeps the newest HISTORY_SIZE events and the rest of the batch that holds the oldest", async () => {

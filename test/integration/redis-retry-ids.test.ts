@@ -37,19 +37,23 @@ async function connect(prefix: string, historySize: number, url = REDIS_URL): Pr
 }
 
 /**
- * The events in the stream, read straight from Redis: an entry is one event, or a publish's
- * events without publisher id packed in its field `b` (their ids follow the entry's, one apart).
+ * The events in the stream, read straight from Redis: an entry is one event, or stands for a
+ * publish's events without publisher id, packed in the key `<prefix>:pack:<k>` (their ids follow
+ * the entry's, one apart).
  */
 async function history(prefix: string): Promise<{ id: string; data: string }[]> {
-  return (await redis.xrange(`${prefix}:events`, "-", "+")).flatMap(([sid, fields]) => {
+  const events: { id: string; data: string }[] = [];
+  for (const [sid, fields] of await redis.xrange(`${prefix}:events`, "-", "+")) {
     const field = (name: string) => fields[fields.indexOf(name) + 1] as string;
-    if (!fields.includes("b")) return [{ id: sid, data: field("d") }];
+    if (!fields.includes("k")) {
+      events.push({ id: sid, data: field("d") });
+      continue;
+    }
     const [ms, seq] = sid.split("-");
-    return (JSON.parse(field("b")) as { d: string }[]).map((item, k) => ({
-      id: `${ms}-${Number(seq) + k}`,
-      data: item.d,
-    }));
-  });
+    const items = JSON.parse((await redis.get(`${prefix}:pack:${field("k")}`)) as string) as { d: string }[];
+    events.push(...items.map((item, k) => ({ id: `${ms}-${Number(seq) + k}`, data: item.d })));
+  }
+  return events;
 }
 
 interface Caught {
