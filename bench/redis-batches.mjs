@@ -1,0 +1,148 @@
+// What Redis and Node spend on batches in the Redis broker, with and without publisher ids (a
+// batch without ids is one packed stream entry, its events in a key of their own; with ids, an
+// entry per event). Two brokers on one prefix, as two nodes: one publishes, the other's reader
+// delivers every event. Against a private redis-server on a free port, so that its CPU counter
+// sees this bench only. Per layout: events/s with 4 batches in flight, Redis and Node CPU per
+// event (Node: both brokers, publishing and reading back), the time to replay 100,000 events in
+// pages of 1,000, and what a single publish costs Redis once history holds such batches.
+// Run: npm run build && node bench/redis-batches.mjs   (env: BATCHES, SIZE, HERALD_DIST)
+// Bounded: BATCHES batches per layout, each phase with a DEADLINE_MS.
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { Redis } from "ioredis";
+import pino from "pino";
+
+const dist = process.env.HERALD_DIST ?? new URL("../dist", import.meta.url).pathname;
+const { RedisBroker } = await import(`${dist}/broker/redis-broker.js`);
+
+const BATCHES = Number(process.env.BATCHES ?? 400);
+const SIZE = Number(process.env.SIZE ?? 500);
+const HISTORY = 100_000;
+const SINGLES = 4_000;
+const DEADLINE_MS = 120_000;
+const log = pino({ level: "silent" });
+
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const port = await freePort();
+const dir = mkdtempSync(`${tmpdir()}/herald-bench-redis-`);
+const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+const redisServer = spawn("redis-server", args, { stdio: "ignore" });
+const url = `redis://127.0.0.1:${port}`;
+const admin = new Redis(url, { retryStrategy: (n) => (n > 50 ? null : 100) });
+admin.on("error", () => {});
+await admin.ping();
+
+/** redis-server's CPU time so far, in µs. */
+async function redisCpuUs() {
+  const info = await admin.info("cpu");
+  const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1]);
+  return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
+}
+
+/** This process's CPU time so far, in µs. */
+function nodeCpuUs() {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
+async function until(what, done) {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const payload = "x".repeat(48);
+let drawn = 0;
+/** A batch of SIZE events of about 70 bytes of data each; with ids, each event has one of its own. */
+function batchOf(withIds) {
+  return Array.from({ length: SIZE }, (_, i) => {
+    const event = { topic: "https://example.com/feed", data: `{"n":${i},"payload":"${payload}"}` };
+    return withIds ? { ...event, id: `e-${drawn++}` } : event;
+  });
+}
+
+async function measure(layout, withIds) {
+  const prefix = `bench-${layout.replace(/\W+/g, "-")}`;
+  const options = { url, prefix, historySize: HISTORY, log };
+  const publisher = await RedisBroker.connect(options);
+  const other = await RedisBroker.connect(options);
+  let seen = 0;
+  await other.subscribe(
+    () => seen++,
+    () => {
+      throw new Error("the reader reported a gap");
+    },
+  );
+  for (let i = 0; i < 20; i++) await publisher.publishBatch(batchOf(withIds));
+  await until("the warm-up deliveries", () => seen === 20 * SIZE);
+
+  const events = BATCHES * SIZE;
+  const [redis0, node0, t0] = [await redisCpuUs(), nodeCpuUs(), performance.now()];
+  for (let i = 0; i < BATCHES; i += 4) {
+    const inFlight = Math.min(4, BATCHES - i);
+    await Promise.all(Array.from({ length: inFlight }, () => publisher.publishBatch(batchOf(withIds))));
+  }
+  await until("every delivery", () => seen === (20 + BATCHES) * SIZE);
+  const seconds = (performance.now() - t0) / 1000;
+  const [redis1, node1] = [await redisCpuUs(), nodeCpuUs()];
+
+  const r0 = performance.now();
+  let replayed = 0;
+  for (
+    let pos = "", page = await publisher.read(pos, 1_000);
+    page.length > 0;
+    page = await publisher.read(pos, 1_000)
+  ) {
+    replayed += page.length;
+    pos = page.at(-1).pos;
+  }
+  const replaySeconds = (performance.now() - r0) / 1000;
+
+  const s0 = await redisCpuUs();
+  for (let i = 0; i < SINGLES; i += 8) {
+    await Promise.all(Array.from({ length: 8 }, () => publisher.publish({ topic: "t", data: "single" })));
+  }
+  const singleUs = ((await redisCpuUs()) - s0) / SINGLES;
+  await until("the singles' deliveries", () => seen === (20 + BATCHES) * SIZE + SINGLES);
+  await publisher.close();
+  await other.close();
+  return {
+    layout,
+    rate: Math.round(events / seconds),
+    redisUs: ((redis1 - redis0) / events).toFixed(2),
+    nodeUs: ((node1 - node0) / events).toFixed(2),
+    replay: `${replayed.toLocaleString("en-US")} in ${replaySeconds.toFixed(2)} s`,
+    singleUs: singleUs.toFixed(1),
+  };
+}
+
+try {
+  const rows = [await measure("without ids (packed)", false), await measure("with an id per event", true)];
+  console.log(
+    `Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model}, load ${loadavg()[0]?.toFixed(2)}, ` +
+      `${BATCHES} batches of ${SIZE} per layout, 4 in flight, HISTORY_SIZE ${HISTORY.toLocaleString("en-US")}\n`,
+  );
+  console.log(
+    "| batch layout | events/s | Redis CPU µs/event | Node CPU µs/event | replay (pages of 1,000) | Redis CPU µs per single publish after |",
+  );
+  console.log("|---|---|---|---|---|---|");
+  for (const r of rows) {
+    console.log(
+      `| ${r.layout} | ${r.rate.toLocaleString("en-US")} | ${r.redisUs} | ${r.nodeUs} | ${r.replay} | ${r.singleUs} |`,
+    );
+  }
+} finally {
+  admin.disconnect();
+  redisServer.kill("SIGKILL");
+}
