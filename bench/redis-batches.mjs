@@ -4,7 +4,7 @@
 // delivers every event. Against a private redis-server on a free port, so that its CPU counter
 // sees this bench only. Per layout: events/s with 4 batches in flight, Redis and Node CPU per
 // event (Node: both brokers, publishing and reading back), the time to replay 100,000 events in
-// pages of 1,000, and what a single publish costs Redis once history holds such batches.
+// pages of 256 (as the hub reads them), and what a single publish costs Redis once history holds such batches.
 // Run: npm run build && node bench/redis-batches.mjs   (env: BATCHES, SIZE, HERALD_DIST)
 // Bounded: BATCHES batches per layout, each phase with a DEADLINE_MS.
 import { spawn } from "node:child_process";
@@ -21,6 +21,8 @@ const BATCHES = Number(process.env.BATCHES ?? 400);
 const SIZE = Number(process.env.SIZE ?? 500);
 const HISTORY = 100_000;
 const SINGLES = 4_000;
+// The page a replay reads at a time, as the hub does (REPLAY_PAGE_EVENTS).
+const PAGE = 256;
 const DEADLINE_MS = 120_000;
 const log = pino({ level: "silent" });
 
@@ -99,11 +101,7 @@ async function measure(layout, withIds) {
 
   const r0 = performance.now();
   let replayed = 0;
-  for (
-    let pos = "", page = await publisher.read(pos, 1_000);
-    page.length > 0;
-    page = await publisher.read(pos, 1_000)
-  ) {
+  for (let pos = "", page = await publisher.read(pos, PAGE); page.length > 0; page = await publisher.read(pos, PAGE)) {
     replayed += page.length;
     pos = page.at(-1).pos;
   }
@@ -134,7 +132,7 @@ try {
       `${BATCHES} batches of ${SIZE} per layout, 4 in flight, HISTORY_SIZE ${HISTORY.toLocaleString("en-US")}\n`,
   );
   console.log(
-    "| batch layout | events/s | Redis CPU µs/event | Node CPU µs/event | replay (pages of 1,000) | Redis CPU µs per single publish after |",
+    "| batch layout | events/s | Redis CPU µs/event | Node CPU µs/event | replay (pages of 256) | Redis CPU µs per single publish after |",
   );
   console.log("|---|---|---|---|---|---|");
   for (const r of rows) {

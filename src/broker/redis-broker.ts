@@ -410,7 +410,8 @@ return out
  * Redis never parses it, and the entry stays small for every command that reads entries (XRANGE,
  * XREVRANGE, XREAD). When its drawn key retires (`retireKeys`), after its entry has left history,
  * the pack expires `PACK_GRACE_MS` later: a reader that read the entry just before has that long
- * to fetch the pack (see `RedisBroker#packs`). The events
+ * to fetch the pack (see `RedisBroker#packs`). With an age limit (ttl), it expires by then at the
+ * latest, trimmed or not, so that trimming by age alone frees it too. The events
  * take the `c` (ARGV[5]) consecutive stream ids that start at the entry's own: the script moves
  * the stream's last id (XSETID) past them, so that no later entry takes one. One XADD and a few
  * bookkeeping commands, whatever the batch's size: nothing per event. The drawn key is mapped to
@@ -423,7 +424,12 @@ local drawn, count = ARGV[4], tonumber(ARGV[5])
 if redis.call('HEXISTS', keys, drawn .. '\\n') == 1 or redis.call('ZSCORE', retired, drawn .. '\\n') then
   return {'late'}
 end
-redis.call('SET', packed .. drawn, ARGV[6])
+-- With an age limit, no event of the batch outlives ttl: nor need its pack, beyond the grace.
+if ttl > 0 then
+  redis.call('SET', packed .. drawn, ARGV[6], 'PX', ttl + PACK_GRACE_MS)
+else
+  redis.call('SET', packed .. drawn, ARGV[6])
+end
 local number = redis.call('INCRBY', seq, count) - count + 1
 local sid = redis.call('XADD', stream, '*', 'n', number, 'c', count, 'k', drawn)
 local m, s = parts(sid)
@@ -438,7 +444,8 @@ redis.call('ZADD', packs, number + count - 1, string.format('%s %d %d', sid, num
 redis.call('HSET', keys, drawn, sid .. ' ' .. sid)
 redis.call('ZADD', keytimes, m, drawn)
 trim()
-retireKeys(102)
+-- Like PUBLISH_SCRIPT: more keys retire per call than it adds, whatever the backlog.
+retireKeys(100 + 2 * count)
 return {'ok', sid}
 `;
 
@@ -574,15 +581,22 @@ function packOf(fields: Fields): string | undefined {
 
 /**
  * Calls `each` with the events an entry holds, oldest first: itself, or for a packed entry the
- * events of its pack (the JSON its publish stored).
+ * items of its pack, from the `skip`-th on and `take` of them at most.
  */
-function forEachEvent(sid: string, fields: Fields, pack: string | undefined, each: (event: StoredEvent) => void): void {
-  if (pack === undefined) {
+function forEachEvent(
+  sid: string,
+  fields: Fields,
+  items: readonly Item[] | undefined,
+  each: (event: StoredEvent) => void,
+  skip = 0,
+  take = Number.POSITIVE_INFINITY,
+): void {
+  if (items === undefined) {
     each(toStored(sid, fields));
     return;
   }
-  const items = JSON.parse(pack) as Item[];
-  eachSid(sid, items.length, (id, pos, time, k) => each(fromItem(items[k] as Item, id, time, pos)));
+  const count = Math.min(take, items.length - skip);
+  eachSid(sidAfter(sid, skip), count, (id, pos, time, k) => each(fromItem(items[skip + k] as Item, id, time, pos)));
 }
 
 /**
@@ -711,6 +725,8 @@ export class RedisBroker implements Broker {
   #lastId: string | undefined;
   /** The number of that entry's last event, when it has one. */
   #lastSeq: number | undefined;
+  /** The pack a replay fetched last, for the next page (see `#packs`). */
+  #keptPack: { key: string; items: Item[] } | undefined;
   /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
   #checkPosition = false;
   #reading: Promise<void> | undefined;
@@ -987,29 +1003,44 @@ export class RedisBroker implements Broker {
       count += after;
       return after > 0;
     });
-    const packs = await this.#packs(this.#commands, needed);
+    const packs = await this.#packs(this.#commands, needed, true);
     if (packs.includes(null)) return undefined;
     const events: StoredEvent[] = [];
-    for (const [index, [sid, fields]] of needed.entries()) {
-      forEachEvent(sid, fields, packs[index] as string | undefined, (event) => {
-        if (event.pos > afterPos && events.length < limit) events.push(event);
-      });
+    for (const [index, entry] of needed.entries()) {
+      const items = packs[index] as Item[] | undefined;
+      // Only the events after the position, and only as many as the page still takes.
+      const after = countAfter(entry, afterPos);
+      const skip = items === undefined ? 0 : items.length - after;
+      forEachEvent(entry[0], entry[1], items, (event) => events.push(event), skip, limit - events.length);
     }
     return events;
   }
 
   /**
-   * The packs of the packed entries among `entries` (in one MGET), by index: undefined for an
+   * The items of the packed entries among `entries` (in one MGET), by index: undefined for an
    * event's own entry, null for a pack that is gone (its entry left history more than
-   * `PACK_GRACE_MS` before, or Redis evicted it).
+   * `PACK_GRACE_MS` before, or Redis evicted it). With `replay`, the last pack fetched is kept for
+   * the next call, which is often the next page of a replay that stopped inside it: a pack never
+   * changes, and a batch of thousands is then fetched and parsed once, not once per page.
    */
-  async #packs(client: Redis, entries: readonly Entry[]): Promise<(string | null | undefined)[]> {
+  async #packs(client: Redis, entries: readonly Entry[], replay = false): Promise<(Item[] | null | undefined)[]> {
     const keys = entries.map(([, fields]) => packOf(fields));
-    const wanted = keys.filter((key) => key !== undefined).map((key) => `${this.#keys[6]}${key}`);
-    if (wanted.length === 0) return keys.map(() => undefined);
-    const found = await client.mget(wanted);
-    let next = 0;
-    return keys.map((key) => (key === undefined ? undefined : (found[next++] ?? null)));
+    const kept = this.#keptPack;
+    const wanted = keys.filter((key) => key !== undefined && !(replay && key === kept?.key)) as string[];
+    const found = wanted.length === 0 ? [] : await client.mget(wanted.map((key) => `${this.#keys[6]}${key}`));
+    const parsed = new Map<string, Item[] | null>();
+    for (const [i, key] of wanted.entries()) {
+      const json = found[i];
+      parsed.set(key, json === null || json === undefined ? null : (JSON.parse(json) as Item[]));
+    }
+    const last = wanted.at(-1);
+    const lastItems = last === undefined ? undefined : parsed.get(last);
+    if (replay && last !== undefined && lastItems) this.#keptPack = { key: last, items: lastItems };
+    return keys.map((key) => {
+      if (key === undefined) return undefined;
+      if (replay && key === kept?.key) return kept.items;
+      return parsed.get(key) ?? null;
+    });
   }
 
   status(): BrokerStatus {

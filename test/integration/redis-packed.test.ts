@@ -148,6 +148,43 @@ describe("Redis: a batch without publisher ids", () => {
     }
   });
 
+  it("frees the events of batches that leave history together, however many, and with an age limit without any later publish", async () => {
+    const { broker, prefix } = await connect(300);
+    const packKey = async (sid: string, of = prefix) => {
+      const [[, fields]] = (await redis.xrange(`${of}:events`, sid, sid)) as [[string, string[]]];
+      return `${of}:pack:${fields[fields.indexOf("k") + 1]}`;
+    };
+    const packs: string[] = [];
+    for (let b = 0; b < 150; b++)
+      packs.push(await packKey((await broker.publishBatch(batchOf(2 * b, 2)))[0]?.event.id as string));
+    const lastMs = Number((await redis.xrevrange(`${prefix}:events`, "+", "-", "COUNT", 1))[0]?.[0].split("-")[0]);
+    await waitFor("Redis's clock to pass the last batch's millisecond", async () => {
+      const [s, us] = await redis.time();
+      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > lastMs;
+    });
+    // One batch as large as history pushes all 150 out at once.
+    await broker.publishBatch(batchOf(300, 300));
+    expect(await redis.xlen(`${prefix}:events`)).toBe(1);
+    for (const key of packs) expect(await redis.pttl(key)).toBeGreaterThan(0);
+
+    // With HISTORY_TTL_S, a pack expires with its events (and the grace), published after or not.
+    const aging = uniquePrefix();
+    prefixes.push(aging);
+    const withTtl = await RedisBroker.connect({
+      url: REDIS_URL,
+      prefix: aging,
+      historySize: 1_000,
+      historyTtlS: 1,
+      log: silentLogger,
+    });
+    open.push(withTtl);
+    await withTtl.publishBatch(batchOf(0, 3));
+    const [[sid]] = (await redis.xrange(`${aging}:events`, "-", "+")) as [[string, string[]]];
+    const ttl = await redis.pttl(await packKey(sid, aging));
+    expect(ttl).toBeGreaterThan(10_000);
+    expect(ttl).toBeLessThanOrEqual(11_000);
+  });
+
   it("refuses a retry, and fails a replay, when its events are missing from Redis (evicted), rather than store a duplicate", async () => {
     const { broker, prefix } = await connect(1_000);
     await broker.publishBatch(batchOf(1, 3));
