@@ -620,6 +620,12 @@ function numbersOf(fields: Fields): { first: number; last: number } | undefined 
   return first === undefined ? undefined : { first, last: first + count - 1 };
 }
 
+/** How many events an entry holds. */
+function countOf(fields: Fields): number {
+  const numbers = numbersOf(fields);
+  return numbers === undefined ? 1 : numbers.last - numbers.first + 1;
+}
+
 /** The id and position of the newest event of `entry`. */
 function newestOf(entry: Entry): { id: string; pos: string } {
   const sid = lastSid(entry);
@@ -629,8 +635,7 @@ function newestOf(entry: Entry): { id: string; pos: string } {
 
 /** How many of an entry's events come after `afterPos` (all of them, but in the entry that holds it). */
 function countAfter([sid, fields]: Entry, afterPos: string): number {
-  const numbers = numbersOf(fields);
-  const count = numbers === undefined ? 1 : numbers.last - numbers.first + 1;
+  const count = countOf(fields);
   if (sidPos(sid) > afterPos) return count;
   if (count === 1) return 0;
   // An entry at or before the position: its events share its millisecond, and their sequence numbers follow.
@@ -1223,21 +1228,12 @@ export class RedisBroker implements Broker {
           BLOCK_MS + COMMAND_TIMEOUT_MS,
         )) as [string, Entry[]][] | null;
         failures = 0;
-        for (const [, entries] of reply ?? []) {
-          const packs = await this.#bounded(this.#packs(this.#reader, entries), COMMAND_TIMEOUT_MS);
-          for (const [index, [sid, fields]] of entries.entries()) {
-            const numbers = numbersOf(fields);
-            if (numbers !== undefined && this.#lastSeq !== undefined && numbers.first !== this.#lastSeq + 1) {
-              this.#gap(`expected event number ${this.#lastSeq + 1}, read ${numbers.first}: it lagged behind trimming`);
-            }
-            this.#lastId = sid;
-            this.#lastSeq = numbers?.last;
-            const pack = packs[index];
-            if (pack === null) {
-              this.#gap(`a batch's events were gone when this node read its entry (${PACK_MISSING})`);
-            } else {
-              forEachEvent(sid, fields, pack, (event) => this.#listeners.emit(event));
-            }
+        for (const [, all] of reply ?? []) {
+          // A page of events at a time: a reader that lagged may find thousands of large batches.
+          for (let from = 0, to = 0; from < all.length; from = to) {
+            for (let events = 0; to < all.length && events < PAGE; to++) events += countOf((all[to] as Entry)[1]);
+            const entries = all.slice(from, to);
+            this.#deliver(entries, await this.#bounded(this.#packs(this.#reader, entries), COMMAND_TIMEOUT_MS));
           }
         }
       } catch {
@@ -1245,6 +1241,24 @@ export class RedisBroker implements Broker {
         // The connection's own events report the outage; reconnecting is ioredis's job.
         failures++;
         await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * failures)));
+      }
+    }
+  }
+
+  /** Hands the events of `entries` (read in order after `#lastId`) to the listeners. */
+  #deliver(entries: readonly Entry[], packs: readonly (Item[] | null | undefined)[]): void {
+    for (const [index, [sid, fields]] of entries.entries()) {
+      const numbers = numbersOf(fields);
+      if (numbers !== undefined && this.#lastSeq !== undefined && numbers.first !== this.#lastSeq + 1) {
+        this.#gap(`expected event number ${this.#lastSeq + 1}, read ${numbers.first}: it lagged behind trimming`);
+      }
+      this.#lastId = sid;
+      this.#lastSeq = numbers?.last;
+      const pack = packs[index];
+      if (pack === null) {
+        this.#gap(`a batch's events were gone when this node read its entry (${PACK_MISSING})`);
+      } else {
+        forEachEvent(sid, fields, pack, (event) => this.#listeners.emit(event));
       }
     }
   }

@@ -185,6 +185,40 @@ describe("Redis: a batch without publisher ids", () => {
     expect(ttl).toBeLessThanOrEqual(11_000);
   });
 
+  it("reaches a reader that lagged behind many large batches, whose events it fetches a page (10,000) at a time", async () => {
+    const server = await startRedisServer(false);
+    const proxy = await startTcpProxy(server.port);
+    try {
+      const publisher = await RedisBroker.connect({
+        url: server.url,
+        prefix: "h",
+        historySize: 100_000,
+        log: silentLogger,
+      });
+      const other = await RedisBroker.connect({ url: proxy.url, prefix: "h", historySize: 100_000, log: silentLogger });
+      open.push(publisher, other);
+      const heard = await listen(other);
+      await redisCall(server.port, "CONFIG", "RESETSTAT");
+      // The other node hears nothing while 25 batches of 1,000 are published: then it reads them all at once.
+      proxy.freeze();
+      const published: StoredEvent[] = [];
+      for (let b = 0; b < 25; b++) {
+        published.push(...(await publisher.publishBatch(batchOf(b * 1_000, 1_000))).map((r) => r.event));
+      }
+      proxy.thaw();
+      await waitFor("every delivery", () => heard.seen.length >= published.length);
+      expect(heard.gaps).toBe(0);
+      expect(heard.seen).toEqual(published);
+      // At most 10,000 events' packs per MGET: 3 for the 24 or 25 batches the reader found waiting.
+      const stats = String(await redisCall(server.port, "INFO", "commandstats"));
+      expect(Number(/cmdstat_mget:calls=(\d+)/.exec(stats)?.[1])).toBeGreaterThanOrEqual(3);
+    } finally {
+      await Promise.all(open.splice(0).map((b) => b.close()));
+      await proxy.close();
+      await server.kill();
+    }
+  });
+
   it("refuses a retry, and fails a replay, when its events are missing from Redis (evicted), rather than store a duplicate", async () => {
     const { broker, prefix } = await connect(1_000);
     await broker.publishBatch(batchOf(1, 3));
