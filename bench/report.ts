@@ -201,6 +201,11 @@ const MORE_RESULTS: { file: string; title: string; source: string }[] = [
       "from `npm run bench:publish` (issue 12), which `npm run bench` runs last (Herald only: no peer takes batches)",
   },
   {
+    file: "RESULTS-redis-batches.md",
+    title: "Redis: batches with and without publisher ids",
+    source: "from `node bench/redis-batches.mjs` (issue 12): Redis and Node CPU per event, replay, singles after",
+  },
+  {
     file: "RESULTS-http2-notes.md",
     title: "HTTP/2 beside HTTP/1.1",
     source:
