@@ -678,40 +678,6 @@ function retryIds(inputs: readonly EventInput[], drawn: string): string[] {
   return inputs.map((input) => input.id ?? `${drawn}.${unnamed++}`);
 }
 
-/**
- * Who a publish's outcome belongs to: one publisher's event ("single"), a batch, or a group of
- * single publishes sent in one call (see `RedisBroker#publish`).
- */
-type Mode = "single" | "batch" | "group";
-
-/** A group's unknown outcome: for each of its publishes, the error that names that publish's own retry id. */
-class GroupOutcomeUnknown extends Error {
-  constructor(readonly errors: readonly Error[]) {
-    super("the outcome of a group of publishes is unknown");
-  }
-}
-
-/** A publish's unknown outcome, made by `make`: one error naming every retry id, or for a group one per publish. */
-function outcomeOf(
-  inputs: readonly EventInput[],
-  drawn: string,
-  mode: Mode,
-  make: (ids: string[], batch: boolean) => Error,
-): Error {
-  const ids = retryIds(inputs, drawn);
-  return mode === "group" ? new GroupOutcomeUnknown(ids.map((id) => make([id], false))) : make(ids, mode === "batch");
-}
-
-/** A single publish waiting to go to Redis (see `RedisBroker#publish`). */
-interface Waiting {
-  input: EventInput;
-  resolve: (result: PublishResult) => void;
-  reject: (err: unknown) => void;
-}
-
-/** The most single publishes sent in one script call. */
-const GROUP_MAX = 1_000;
-
 /** A written command that failed without an answer: nobody knows whether Redis ran it. */
 function outcomeUnknown(err: unknown, keys: readonly string[], batch: boolean): Error {
   const message = (err as Error).message;
@@ -771,9 +737,6 @@ export class RedisBroker implements Broker {
   #lastId: string | undefined;
   /** The number of that entry's last event, when it has one. */
   #lastSeq: number | undefined;
-  /** Single publishes waiting for the call under way (`#grouping`) to answer. */
-  readonly #waiting: Waiting[] = [];
-  #grouping = false;
   /** The pack a replay fetched last, for the next page (see `#packs`). */
   #keptPack: { key: string; items: Item[] } | undefined;
   /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
@@ -857,58 +820,16 @@ export class RedisBroker implements Broker {
     return broker;
   }
 
-  /**
-   * Single publishes go to Redis one script call at a time: those made while one is under way wait
-   * for it, then go together, in the order they were made, in one call (a group of up to
-   * `GROUP_MAX`), each with an outcome of its own. Under load Redis then runs one script (and with
-   * `waitReplicas` one WAIT) for many publishes; a publish made alone goes at once.
-   */
-  publish(input: EventInput): Promise<PublishResult> {
-    const published = new Promise<PublishResult>((resolve, reject) => this.#waiting.push({ input, resolve, reject }));
-    if (!this.#grouping) void this.#sendWaiting();
-    return published;
-  }
-
-  async #sendWaiting(): Promise<void> {
-    this.#grouping = true;
-    while (this.#waiting.length > 0) await this.#sendGroup(this.#waiting.splice(0, GROUP_MAX));
-    this.#grouping = false;
-  }
-
-  async #sendGroup(group: readonly Waiting[]): Promise<void> {
-    try {
-      const results = await this.#publish(
-        group.map((waiting) => waiting.input),
-        group.length === 1 ? "single" : "group",
-      );
-      for (const [i, waiting] of group.entries()) waiting.resolve(results[i] as PublishResult);
-    } catch (err) {
-      if (err instanceof GroupOutcomeUnknown) {
-        for (const [i, waiting] of group.entries()) waiting.reject(err.errors[i]);
-      } else if (
-        group.length > 1 &&
-        (err instanceof IdConflictError || err instanceof IdRetiredError || err instanceof InvalidEventError)
-      ) {
-        // Refused for one of them, and nothing written: each again on its own, for its own answer.
-        await Promise.all(
-          group.map((waiting) =>
-            this.#publish([waiting.input], "single").then((results) => {
-              waiting.resolve(results[0] as PublishResult);
-            }, waiting.reject),
-          ),
-        );
-      } else {
-        for (const waiting of group) waiting.reject(err);
-      }
-    }
+  async publish(input: EventInput): Promise<PublishResult> {
+    return (await this.#publish([input], false))[0] as PublishResult;
   }
 
   publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
-    return this.#publish(inputs, "batch");
+    return this.#publish(inputs, true);
   }
 
-  /** Publishes `inputs` in one script call; `mode` says whose outcome an error names (see `outcomeOf`). */
-  async #publish(inputs: readonly EventInput[], mode: Mode): Promise<PublishResult[]> {
+  /** Publishes `inputs` in one script call; a `batch`'s unknown outcome names the ids of all its events. */
+  async #publish(inputs: readonly EventInput[], batch: boolean): Promise<PublishResult[]> {
     if (inputs.length === 0) return [];
     // Each item carries only the fields some item of the batch has (the script's ARGV[4]): fewer
     // arguments to encode here, and to parse and hold in Redis, which does it on its one thread.
@@ -945,10 +866,10 @@ export class RedisBroker implements Broker {
         this.#commands.heraldPublishPacked(this.#keys, [...limits, drawn, inputs.length, pack]),
         inputs,
         drawn,
-        mode,
+        batch,
       );
       if (reply[0] === "ok") {
-        this.#confirm(replicas, inputs, drawn, mode);
+        this.#confirm(replicas, inputs, drawn, batch);
         const results: PublishResult[] = [];
         eachSid(reply[1], inputs.length, (id, pos, time, k) => {
           results.push({ event: storedEvent(inputs[k] as EventInput, id, time, pos), duplicate: false });
@@ -967,14 +888,14 @@ export class RedisBroker implements Broker {
       if (privates) args.push(input.private ? "1" : "");
       if (alternates) args.push(input.alternates?.length ? JSON.stringify(input.alternates) : "");
     }
-    const { reply, replicas } = await this.#send(this.#commands.heraldPublish(this.#keys, args), inputs, drawn, mode);
+    const { reply, replicas } = await this.#send(this.#commands.heraldPublish(this.#keys, args), inputs, drawn, batch);
     if (reply[0] !== "ok") {
       const index = reply[1] as number;
       // Only an item with a publisher's id can be refused.
       const id = JSON.stringify(inputs[index]?.id);
       throw atItem(reply[0] === "conflict" ? new IdConflictError(id) : new IdRetiredError(id), index);
     }
-    this.#confirm(replicas, inputs, drawn, mode);
+    this.#confirm(replicas, inputs, drawn, batch);
     const results: PublishResult[] = [];
     for (let index = 0; index < inputs.length; index++) {
       const input = inputs[index] as EventInput;
@@ -999,7 +920,7 @@ export class RedisBroker implements Broker {
     publishing: Promise<T>,
     inputs: readonly EventInput[],
     drawn: string,
-    mode: Mode,
+    batch: boolean,
   ): Promise<{ reply: T; replicas: number | undefined }> {
     const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
     waiting?.catch(() => {});
@@ -1010,19 +931,17 @@ export class RedisBroker implements Broker {
       this.#answeredAt = Date.now();
       return { reply, replicas };
     } catch (err) {
-      throw outcomeOf(inputs, drawn, mode, (ids, batch) => outcomeUnknown(err, ids, batch));
+      throw outcomeUnknown(err, retryIds(inputs, drawn), batch);
     }
   }
 
   /** Fails a publish that fewer replicas than `waitReplicas` confirmed: its outcome is unknown. */
-  #confirm(replicas: number | undefined, inputs: readonly EventInput[], drawn: string, mode: Mode): void {
+  #confirm(replicas: number | undefined, inputs: readonly EventInput[], drawn: string, batch: boolean): void {
     if (replicas !== undefined && replicas < this.#waitReplicas) {
-      throw outcomeOf(inputs, drawn, mode, (ids, batch) =>
-        unknownOutcome(
-          `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${batch ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
-          ids,
-          batch,
-        ),
+      throw unknownOutcome(
+        `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${batch ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
+        retryIds(inputs, drawn),
+        batch,
       );
     }
   }
