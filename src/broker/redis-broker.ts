@@ -737,6 +737,21 @@ export class RedisBroker implements Broker {
   #lastId: string | undefined;
   /** The number of that entry's last event, when it has one. */
   #lastSeq: number | undefined;
+  /**
+   * The entries the reader delivered last, oldest first, as a ring of `PAGE` slots: each entry's
+   * stream id, its event count, and its publisher id ("" for none). A failover can lose the newest
+   * of them (see `#markLost`).
+   */
+  readonly #recent = { sids: new Array<string>(PAGE), counts: new Array<number>(PAGE), ids: new Array<string>(PAGE) };
+  #recentNext = 0;
+  #recentSize = 0;
+  /**
+   * What the last failover lost of what this node had delivered: from `from` to `to` (positions),
+   * and the publisher ids among them. A client whose last event is one of them resumes after
+   * `resumePos`, the newest event that survived (see `locate`), in the entry `resumeSid` (none
+   * when the new primary held nothing before them).
+   */
+  #failedOver: { from: string; to: string; ids: Set<string>; resumePos: string; resumeSid?: string } | undefined;
   /** The pack a replay fetched last, for the next page (see `#packs`). */
   #keptPack: { key: string; items: Item[] } | undefined;
   /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
@@ -969,6 +984,20 @@ export class RedisBroker implements Broker {
       const last = (await this.#commands.xrevrange(stream, "+", "-", "COUNT", 1)) as Entry[];
       const head = last[0] && newestOf(last[0]);
       if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+      // An event this node delivered that a failover then lost (a retry may have stored it again,
+      // later): its client resumes after the newest event that survived, and misses nothing.
+      const lost = this.#failedOver;
+      if (
+        lost !== undefined &&
+        (lost.ids.has(id) || (STREAM_ID.test(id) && sidPos(id) >= lost.from && sidPos(id) <= lost.to))
+      ) {
+        // Unless trimming has since taken that event: then what followed it may be gone too.
+        const { resumeSid } = lost;
+        if (resumeSid !== undefined && (await this.#commands.xrange(stream, resumeSid, resumeSid)).length === 0) {
+          return { found: false, head };
+        }
+        return { found: true, pos: lost.resumePos, head };
+      }
       const sid = await this.#locate(id);
       return sid === undefined ? { found: false, head } : { found: true, pos: sidPos(sid), head };
     } catch (err) {
@@ -1132,6 +1161,55 @@ export class RedisBroker implements Broker {
     return last !== "0-0" && found.length === 0 && oldest !== undefined && sidPos(oldest) < sidPos(last);
   }
 
+  /**
+   * After a failover lost the reader's position: which of the entries it delivered last are gone
+   * (`#failedOver`). Replication copies the stream in order, so what survived is a prefix of them: those
+   * whose stream ids the new primary holds. Their clients will resume with the id of an event that
+   * is gone, or that a publisher's retry stored again later, after events they never got.
+   */
+  async #markLost(): Promise<void> {
+    const size = this.#recentSize;
+    if (size === 0) return;
+    const { sids, counts, ids } = this.#recent;
+    const at = (k: number) => (this.#recentNext - size + k + PAGE) % PAGE;
+    const [stream] = this.#keys;
+    const found = (await this.#reader.xrevrange(
+      stream,
+      sids[at(size - 1)] as string,
+      sids[at(0)] as string,
+      "COUNT",
+      size,
+    )) as Entry[];
+    const held = new Set(found.map(([sid]) => sid));
+    let kept = size;
+    while (kept > 0 && !held.has(sids[at(kept - 1)] as string)) kept--;
+    if (kept === size) return;
+    let resume: Entry | undefined;
+    if (kept > 0) {
+      const last = at(kept - 1);
+      // Its id and its event count, as fields that `lastSid` reads.
+      resume = [sids[last] as string, ["n", "0", "c", String(counts[last])]];
+    } else {
+      // None survived: resume after whatever the new primary holds before the oldest of them.
+      [resume] = (await this.#reader.xrevrange(stream, `(${sids[at(0)]}`, "-", "COUNT", 1)) as Entry[];
+    }
+    const lostIds = new Set<string>();
+    for (let k = kept; k < size; k++) if (ids[at(k)]) lostIds.add(ids[at(k)] as string);
+    const newest = at(size - 1);
+    this.#failedOver = {
+      from: sidPos(sids[at(kept)] as string),
+      to: sidPos(sidAfter(sids[newest] as string, (counts[newest] as number) - 1)),
+      ids: lostIds,
+      resumePos: resume === undefined ? BEFORE_FIRST_POS : sidPos(lastSid(resume)),
+      resumeSid: resume?.[0],
+    };
+    this.#recentSize = 0;
+    this.#log.warn(
+      { lost: size - kept },
+      "the failover lost events this node had delivered: their clients resume after the newest event that survived",
+    );
+  }
+
   /** The live feed missed events: listeners end the streams that relied on it. */
   #gap(reason: string): void {
     this.#log.warn(
@@ -1219,6 +1297,7 @@ export class RedisBroker implements Broker {
         } else if (this.#checkPosition) {
           this.#checkPosition = false;
           if (await this.#bounded(this.#positionLost(), COMMAND_TIMEOUT_MS)) {
+            await this.#bounded(this.#markLost(), COMMAND_TIMEOUT_MS);
             this.#gap("the last event it read is no longer in Redis, which failed over or lost data");
             await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
           }
@@ -1255,11 +1334,21 @@ export class RedisBroker implements Broker {
       this.#lastId = sid;
       this.#lastSeq = numbers?.last;
       const pack = packs[index];
+      let id = "";
       if (pack === null) {
         this.#gap(`a batch's events were gone when this node read its entry (${PACK_MISSING})`);
       } else {
-        forEachEvent(sid, fields, pack, (event) => this.#listeners.emit(event));
+        forEachEvent(sid, fields, pack, (event) => {
+          if (pack === undefined && event.id !== sid) id = event.id;
+          this.#listeners.emit(event);
+        });
       }
+      const slot = this.#recentNext;
+      this.#recent.sids[slot] = sid;
+      this.#recent.counts[slot] = numbers === undefined ? 1 : numbers.last - numbers.first + 1;
+      this.#recent.ids[slot] = id;
+      this.#recentNext = (slot + 1) % PAGE;
+      this.#recentSize = Math.min(this.#recentSize + 1, PAGE);
     }
   }
 }

@@ -8,7 +8,7 @@ export interface TcpProxy {
    * Stops forwarding: connections stay open (new ones are accepted too), their bytes are held.
    * `"requests"` holds only what clients send: answers to requests already sent still arrive.
    */
-  freeze(only?: "requests"): void;
+  freeze(only?: "requests" | "replication"): void;
   /** The bytes held on their way to the server, as text. */
   heldRequests(): string;
   /** Forwards what was held, in order, then everything again; closes what closed meanwhile. */
@@ -31,6 +31,8 @@ interface Side {
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let frozen = false;
   let requestsOnly = false;
+  let replicationOnly = false;
+  const replication = new Set<Side>();
   const pairs = new Set<[Side, Side]>();
   const server = createServer((client) => {
     const upstream = connect(targetPort, "127.0.0.1");
@@ -40,7 +42,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     pairs.add(pair);
     const pipe = (from: Socket, to: Side) => {
       from.on("data", (chunk: Buffer) => {
-        if (frozen && (!requestsOnly || to === toServer)) to.held.push(chunk);
+        if (from === client && /PSYNC|REPLCONF/i.test(chunk.toString("latin1"))) {
+          replication.add(toServer);
+          replication.add(toClient);
+        }
+        if (frozen && (!requestsOnly || to === toServer) && (!replicationOnly || replication.has(to)))
+          to.held.push(chunk);
         else to.socket.write(chunk);
       });
       from.on("close", () => {
@@ -64,6 +71,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     freeze(only) {
       frozen = true;
       requestsOnly = only === "requests";
+      replicationOnly = only === "replication";
     },
     heldRequests() {
       return [...pairs].map(([toServer]) => Buffer.concat(toServer.held).toString()).join("");
