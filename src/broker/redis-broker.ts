@@ -748,10 +748,10 @@ export class RedisBroker implements Broker {
   /**
    * What the last failover lost of what this node had delivered: from `from` to `to` (positions),
    * and the publisher ids among them. A client whose last event is one of them resumes after
-   * `resumePos`, the newest event that survived (see `locate`), in the entry `resumeSid` (none
-   * when the new primary held nothing before them).
+   * `resumePos`, the newest event that survived, in the entry `resumeSid` (see `locate`); when
+   * none of what the node remembers survived (Redis lost its data), it gets a `reset`.
    */
-  #failedOver: { from: string; to: string; ids: Set<string>; resumePos: string; resumeSid?: string } | undefined;
+  #failedOver: { from: string; to: string; ids: Set<string>; resume?: { pos: string; sid: string } } | undefined;
   /** The pack a replay fetched last, for the next page (see `#packs`). */
   #keptPack: { key: string; items: Item[] } | undefined;
   /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
@@ -992,11 +992,11 @@ export class RedisBroker implements Broker {
         (lost.ids.has(id) || (STREAM_ID.test(id) && sidPos(id) >= lost.from && sidPos(id) <= lost.to))
       ) {
         // Unless trimming has since taken that event: then what followed it may be gone too.
-        const { resumeSid } = lost;
-        if (resumeSid !== undefined && (await this.#commands.xrange(stream, resumeSid, resumeSid)).length === 0) {
+        const { resume } = lost;
+        if (resume === undefined || (await this.#commands.xrange(stream, resume.sid, resume.sid)).length === 0) {
           return { found: false, head };
         }
-        return { found: true, pos: lost.resumePos, head };
+        return { found: true, pos: resume.pos, head };
       }
       const sid = await this.#locate(id);
       return sid === undefined ? { found: false, head } : { found: true, pos: sidPos(sid), head };
@@ -1184,15 +1184,8 @@ export class RedisBroker implements Broker {
     let kept = size;
     while (kept > 0 && !held.has(sids[at(kept - 1)] as string)) kept--;
     if (kept === size) return;
-    let resume: Entry | undefined;
-    if (kept > 0) {
-      const last = at(kept - 1);
-      // Its id and its event count, as fields that `lastSid` reads.
-      resume = [sids[last] as string, ["n", "0", "c", String(counts[last])]];
-    } else {
-      // None survived: resume after whatever the new primary holds before the oldest of them.
-      [resume] = (await this.#reader.xrevrange(stream, `(${sids[at(0)]}`, "-", "COUNT", 1)) as Entry[];
-    }
+    // The newest that survived; none at all means that Redis lost more than the node remembers.
+    const survivor = kept > 0 ? at(kept - 1) : undefined;
     const lostIds = new Set<string>();
     for (let k = kept; k < size; k++) if (ids[at(k)]) lostIds.add(ids[at(k)] as string);
     const newest = at(size - 1);
@@ -1200,8 +1193,13 @@ export class RedisBroker implements Broker {
       from: sidPos(sids[at(kept)] as string),
       to: sidPos(sidAfter(sids[newest] as string, (counts[newest] as number) - 1)),
       ids: lostIds,
-      resumePos: resume === undefined ? BEFORE_FIRST_POS : sidPos(lastSid(resume)),
-      resumeSid: resume?.[0],
+      resume:
+        survivor === undefined
+          ? undefined
+          : {
+              sid: sids[survivor] as string,
+              pos: sidPos(sidAfter(sids[survivor] as string, (counts[survivor] as number) - 1)),
+            },
     };
     this.#recentSize = 0;
     this.#log.warn(
