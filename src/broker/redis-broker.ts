@@ -756,6 +756,11 @@ export class RedisBroker implements Broker {
   #keptPack: { key: string; items: Item[] } | undefined;
   /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
   #checkPosition = false;
+  /**
+   * Set while the reader is away from Redis, until it has checked its position on its return: a
+   * failover may have lost what it delivered, and `locate` must not answer before it knows what.
+   */
+  #positionUnchecked = false;
   #reading: Promise<void> | undefined;
   /** Why Redis is unusable, since when; undefined while it is fine. */
   #down: { reason: string; since: number } | undefined;
@@ -810,6 +815,9 @@ export class RedisBroker implements Broker {
     }
     this.#reader.on("ready", () => {
       this.#checkPosition = true;
+    });
+    this.#reader.on("close", () => {
+      if (this.#lastId !== undefined) this.#positionUnchecked = true;
     });
     this.#ping = setInterval(() => this.#checkCommands(), PING_MS);
     this.#ping.unref();
@@ -984,6 +992,11 @@ export class RedisBroker implements Broker {
       const last = (await this.#commands.xrevrange(stream, "+", "-", "COUNT", 1)) as Entry[];
       const head = last[0] && newestOf(last[0]);
       if (id === EARLIEST_ID) return { found: true, pos: BEFORE_FIRST_POS, head };
+      if (this.#positionUnchecked) {
+        throw new BrokerUnavailableError(
+          "Redis is back, but this node has not yet checked what a failover may have lost",
+        );
+      }
       // An event this node delivered that a failover then lost (a retry may have stored it again,
       // later): its client resumes after the newest event that survived, and misses nothing.
       const lost = this.#failedOver;
@@ -1173,16 +1186,17 @@ export class RedisBroker implements Broker {
     const { sids, counts, ids } = this.#recent;
     const at = (k: number) => (this.#recentNext - size + k + PAGE) % PAGE;
     const [stream] = this.#keys;
-    const found = (await this.#reader.xrevrange(
+    // The newest entry the new primary holds up to the newest delivered: the last that survived,
+    // when it is one of them (one entry fetched, whatever the events' size).
+    const [newestHeld] = (await this.#reader.xrevrange(
       stream,
       sids[at(size - 1)] as string,
-      sids[at(0)] as string,
+      "-",
       "COUNT",
-      size,
+      1,
     )) as Entry[];
-    const held = new Set(found.map(([sid]) => sid));
     let kept = size;
-    while (kept > 0 && !held.has(sids[at(kept - 1)] as string)) kept--;
+    while (kept > 0 && sids[at(kept - 1)] !== newestHeld?.[0]) kept--;
     if (kept === size) return;
     // The newest that survived; none at all means that Redis lost more than the node remembers.
     const survivor = kept > 0 ? at(kept - 1) : undefined;
@@ -1292,6 +1306,7 @@ export class RedisBroker implements Broker {
         if (this.#lastId === undefined) {
           await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
           this.#checkPosition = false;
+          this.#positionUnchecked = false;
         } else if (this.#checkPosition) {
           this.#checkPosition = false;
           if (await this.#bounded(this.#positionLost(), COMMAND_TIMEOUT_MS)) {
@@ -1299,6 +1314,7 @@ export class RedisBroker implements Broker {
             this.#gap("the last event it read is no longer in Redis, which failed over or lost data");
             await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
           }
+          this.#positionUnchecked = false;
         }
         const reply = (await this.#bounded(
           this.#reader.xread("COUNT", PAGE, "BLOCK", BLOCK_MS, "STREAMS", this.#keys[0], this.#lastId as string),
@@ -1315,6 +1331,8 @@ export class RedisBroker implements Broker {
         }
       } catch {
         if (this.#closed) return;
+        // A position check that failed is tried again.
+        if (this.#positionUnchecked) this.#checkPosition = true;
         // The connection's own events report the outage; reconnecting is ioredis's job.
         failures++;
         await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * failures)));
