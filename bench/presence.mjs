@@ -6,16 +6,13 @@
 // commands processed, per join. Prints a Markdown table.
 // Run: npm run build && node bench/presence.mjs   (env: N, PER_TURN, REPEAT)
 // Bounded: N joins and N leaves per scenario, each phase with a DEADLINE_MS.
-import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
-import { cpus, loadavg, tmpdir } from "node:os";
-import { Redis } from "ioredis";
+import { cpus, loadavg } from "node:os";
 import pino from "pino";
 import { MemoryBroker } from "../dist/broker/memory-broker.js";
 import { RedisBroker } from "../dist/broker/redis-broker.js";
 import { PresenceRegistry } from "../dist/mercure/presence.js";
 import { RedisPresenceStore } from "../dist/mercure/presence-redis.js";
+import { nodeCpuMs, redisCpuMs, startPrivateRedis } from "./private-redis.mjs";
 
 const N = Number(process.env.N ?? 10_000);
 const PER_TURN = (process.env.PER_TURN ?? "1,100").split(",").map(Number);
@@ -24,52 +21,12 @@ const DEADLINE_MS = 120_000;
 const TOPICS = ["https://example.com/books/{id}"];
 const log = pino({ level: "silent" });
 
-async function freePort() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-const port = await freePort();
-const redisServer = spawn(
-  "redis-server",
-  [
-    "--port",
-    String(port),
-    "--bind",
-    "127.0.0.1",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    mkdtempSync(`${tmpdir()}/herald-bench-redis-`),
-  ],
-  { stdio: "ignore" },
-);
-const url = `redis://127.0.0.1:${port}`;
-const admin = new Redis(url, { retryStrategy: (n) => (n > 50 ? null : 100) });
-admin.on("error", () => {});
-await admin.ping();
+const redis = await startPrivateRedis();
+const { url, admin } = redis;
 
 async function commandsProcessed() {
   const info = await admin.info("stats");
   return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
-}
-
-/** redis-server's CPU time so far, in ms. */
-async function redisCpuMs() {
-  const info = await admin.info("cpu");
-  const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1]);
-  return (field("used_cpu_user") + field("used_cpu_sys")) * 1000;
-}
-
-/** This process's CPU time so far, in ms. */
-function nodeCpuMs() {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
 }
 
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
@@ -109,7 +66,7 @@ async function storm({ engine, updates, perTurn }) {
   await presence.start();
   const trips0 = store?.roundTrips ?? 0;
   const commands0 = await commandsProcessed();
-  const redisCpu0 = await redisCpuMs();
+  const redisCpu0 = await redisCpuMs(admin);
   const nodeCpu0 = nodeCpuMs();
 
   const leaves = [];
@@ -123,7 +80,7 @@ async function storm({ engine, updates, perTurn }) {
   const nodeCpu1 = nodeCpuMs();
   const trips1 = store?.roundTrips ?? 0;
   const commands1 = await commandsProcessed();
-  const redisCpu1 = await redisCpuMs();
+  const redisCpu1 = await redisCpuMs(admin);
 
   // A second node's view: how long one full list of N takes.
   let listMs;
@@ -148,7 +105,7 @@ async function storm({ engine, updates, perTurn }) {
   const nodeCpu2 = nodeCpuMs();
   const trips2 = store?.roundTrips ?? 0;
   const commands2 = await commandsProcessed();
-  const redisCpu2 = await redisCpuMs();
+  const redisCpu2 = await redisCpuMs(admin);
   await presence.close();
   await broker?.close();
   return {
@@ -222,5 +179,4 @@ console.log(
 console.log(`|${" --- |".repeat(14)}`);
 for (const row of rows) console.log(`| ${row} |`);
 
-await admin.quit();
-redisServer.kill("SIGTERM");
+await redis.stop();

@@ -7,12 +7,9 @@
 // pages of 256 (as the hub reads them), and what a single publish costs Redis once history holds such batches.
 // Run: npm run build && node bench/redis-batches.mjs   (env: BATCHES, SIZE, HERALD_DIST)
 // Bounded: BATCHES batches per layout, each phase with a DEADLINE_MS.
-import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
-import { cpus, loadavg, tmpdir } from "node:os";
-import { Redis } from "ioredis";
+import { cpus, loadavg } from "node:os";
 import pino from "pino";
+import { nodeCpuMs, redisCpuMs, startPrivateRedis } from "./private-redis.mjs";
 
 const dist = process.env.HERALD_DIST ?? new URL("../dist", import.meta.url).pathname;
 const { RedisBroker } = await import(`${dist}/broker/redis-broker.js`);
@@ -26,35 +23,8 @@ const PAGE = 256;
 const DEADLINE_MS = 120_000;
 const log = pino({ level: "silent" });
 
-async function freePort() {
-  const server = createServer();
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-const port = await freePort();
-const dir = mkdtempSync(`${tmpdir()}/herald-bench-redis-`);
-const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
-const redisServer = spawn("redis-server", args, { stdio: "ignore" });
-const url = `redis://127.0.0.1:${port}`;
-const admin = new Redis(url, { retryStrategy: (n) => (n > 50 ? null : 100) });
-admin.on("error", () => {});
-await admin.ping();
-
-/** redis-server's CPU time so far, in µs. */
-async function redisCpuUs() {
-  const info = await admin.info("cpu");
-  const field = (name) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1]);
-  return (field("used_cpu_user") + field("used_cpu_sys")) * 1e6;
-}
-
-/** This process's CPU time so far, in µs. */
-function nodeCpuUs() {
-  const { user, system } = process.cpuUsage();
-  return user + system;
-}
+const redis = await startPrivateRedis();
+const { url, admin } = redis;
 
 async function until(what, done) {
   const deadline = Date.now() + DEADLINE_MS;
@@ -90,14 +60,14 @@ async function measure(layout, withIds) {
   await until("the warm-up deliveries", () => seen === 20 * SIZE);
 
   const events = BATCHES * SIZE;
-  const [redis0, node0, t0] = [await redisCpuUs(), nodeCpuUs(), performance.now()];
+  const [redis0, node0, t0] = [await redisCpuMs(admin), nodeCpuMs(), performance.now()];
   for (let i = 0; i < BATCHES; i += 4) {
     const inFlight = Math.min(4, BATCHES - i);
     await Promise.all(Array.from({ length: inFlight }, () => publisher.publishBatch(batchOf(withIds))));
   }
   await until("every delivery", () => seen === (20 + BATCHES) * SIZE);
   const seconds = (performance.now() - t0) / 1000;
-  const [redis1, node1] = [await redisCpuUs(), nodeCpuUs()];
+  const [redis1, node1] = [await redisCpuMs(admin), nodeCpuMs()];
 
   const r0 = performance.now();
   let replayed = 0;
@@ -107,19 +77,19 @@ async function measure(layout, withIds) {
   }
   const replaySeconds = (performance.now() - r0) / 1000;
 
-  const s0 = await redisCpuUs();
+  const s0 = await redisCpuMs(admin);
   for (let i = 0; i < SINGLES; i += 8) {
     await Promise.all(Array.from({ length: 8 }, () => publisher.publish({ topic: "t", data: "single" })));
   }
-  const singleUs = ((await redisCpuUs()) - s0) / SINGLES;
+  const singleUs = (1000 * ((await redisCpuMs(admin)) - s0)) / SINGLES;
   await until("the singles' deliveries", () => seen === (20 + BATCHES) * SIZE + SINGLES);
   await publisher.close();
   await other.close();
   return {
     layout,
     rate: Math.round(events / seconds),
-    redisUs: ((redis1 - redis0) / events).toFixed(2),
-    nodeUs: ((node1 - node0) / events).toFixed(2),
+    redisUs: ((1000 * (redis1 - redis0)) / events).toFixed(2),
+    nodeUs: ((1000 * (node1 - node0)) / events).toFixed(2),
     replay: `${replayed.toLocaleString("en-US")} in ${replaySeconds.toFixed(2)} s`,
     singleUs: singleUs.toFixed(1),
   };
@@ -141,6 +111,5 @@ try {
     );
   }
 } finally {
-  admin.disconnect();
-  redisServer.kill("SIGKILL");
+  await redis.stop();
 }

@@ -620,9 +620,8 @@ function numbersOf(fields: Fields): { first: number; last: number } | undefined 
   return first === undefined ? undefined : { first, last: first + count - 1 };
 }
 
-/** How many events an entry holds. */
-function countOf(fields: Fields): number {
-  const numbers = numbersOf(fields);
+/** How many events an entry with these numbers holds (one, for an entry without numbers). */
+function countIn(numbers: ReturnType<typeof numbersOf>): number {
   return numbers === undefined ? 1 : numbers.last - numbers.first + 1;
 }
 
@@ -635,7 +634,7 @@ function newestOf(entry: Entry): { id: string; pos: string } {
 
 /** How many of an entry's events come after `afterPos` (all of them, but in the entry that holds it). */
 function countAfter([sid, fields]: Entry, afterPos: string): number {
-  const count = countOf(fields);
+  const count = countIn(numbersOf(fields));
   if (sidPos(sid) > afterPos) return count;
   if (count === 1) return 0;
   // An entry at or before the position: its events share its millisecond, and their sequence numbers follow.
@@ -1051,20 +1050,23 @@ export class RedisBroker implements Broker {
       entries = [...holding, ...later];
     }
     // Only the entries that hold the page's events: a packed one may hold thousands.
-    let count = 0;
-    const needed = entries.filter((entry) => {
-      const after = count < limit ? countAfter(entry, afterPos) : 0;
+    const needed: Entry[] = [];
+    /** How many of each needed entry's events come after the position. */
+    const afters: number[] = [];
+    for (let i = 0, count = 0; i < entries.length && count < limit; i++) {
+      const after = countAfter(entries[i] as Entry, afterPos);
+      if (after === 0) continue;
+      needed.push(entries[i] as Entry);
+      afters.push(after);
       count += after;
-      return after > 0;
-    });
+    }
     const packs = await this.#packs(this.#commands, needed, true);
     if (packs.includes(null)) return undefined;
     const events: StoredEvent[] = [];
     for (const [index, entry] of needed.entries()) {
       const items = packs[index] as Item[] | undefined;
       // Only the events after the position, and only as many as the page still takes.
-      const after = countAfter(entry, afterPos);
-      const skip = items === undefined ? 0 : items.length - after;
+      const skip = items === undefined ? 0 : items.length - (afters[index] as number);
       forEachEvent(entry[0], entry[1], items, (event) => events.push(event), skip, limit - events.length);
     }
     return events;
@@ -1185,6 +1187,8 @@ export class RedisBroker implements Broker {
     if (size === 0) return;
     const { sids, counts, ids } = this.#recent;
     const at = (k: number) => (this.#recentNext - size + k + PAGE) % PAGE;
+    /** The position of the last event of the entry in slot `slot`. */
+    const lastPos = (slot: number) => sidPos(sidAfter(sids[slot] as string, (counts[slot] as number) - 1));
     const [stream] = this.#keys;
     // The newest entry the new primary holds up to the newest delivered: the last that survived,
     // when it is one of them (one entry fetched, whatever the events' size).
@@ -1202,18 +1206,11 @@ export class RedisBroker implements Broker {
     const survivor = kept > 0 ? at(kept - 1) : undefined;
     const lostIds = new Set<string>();
     for (let k = kept; k < size; k++) if (ids[at(k)]) lostIds.add(ids[at(k)] as string);
-    const newest = at(size - 1);
     this.#failedOver = {
       from: sidPos(sids[at(kept)] as string),
-      to: sidPos(sidAfter(sids[newest] as string, (counts[newest] as number) - 1)),
+      to: lastPos(at(size - 1)),
       ids: lostIds,
-      resume:
-        survivor === undefined
-          ? undefined
-          : {
-              sid: sids[survivor] as string,
-              pos: sidPos(sidAfter(sids[survivor] as string, (counts[survivor] as number) - 1)),
-            },
+      resume: survivor === undefined ? undefined : { sid: sids[survivor] as string, pos: lastPos(survivor) },
     };
     this.#recentSize = 0;
     this.#log.warn(
@@ -1322,11 +1319,13 @@ export class RedisBroker implements Broker {
         )) as [string, Entry[]][] | null;
         failures = 0;
         for (const [, all] of reply ?? []) {
+          const numbers = all.map(([, fields]) => numbersOf(fields));
           // A page of events at a time: a reader that lagged may find thousands of large batches.
           for (let from = 0, to = 0; from < all.length; from = to) {
-            for (let events = 0; to < all.length && events < PAGE; to++) events += countOf((all[to] as Entry)[1]);
+            for (let events = 0; to < all.length && events < PAGE; to++) events += countIn(numbers[to]);
             const entries = all.slice(from, to);
-            this.#deliver(entries, await this.#bounded(this.#packs(this.#reader, entries), COMMAND_TIMEOUT_MS));
+            const packs = await this.#bounded(this.#packs(this.#reader, entries), COMMAND_TIMEOUT_MS);
+            this.#deliver(entries, numbers.slice(from, to), packs);
           }
         }
       } catch {
@@ -1341,9 +1340,13 @@ export class RedisBroker implements Broker {
   }
 
   /** Hands the events of `entries` (read in order after `#lastId`) to the listeners. */
-  #deliver(entries: readonly Entry[], packs: readonly (Item[] | null | undefined)[]): void {
+  #deliver(
+    entries: readonly Entry[],
+    numbered: readonly ReturnType<typeof numbersOf>[],
+    packs: readonly (Item[] | null | undefined)[],
+  ): void {
     for (const [index, [sid, fields]] of entries.entries()) {
-      const numbers = numbersOf(fields);
+      const numbers = numbered[index];
       if (numbers !== undefined && this.#lastSeq !== undefined && numbers.first !== this.#lastSeq + 1) {
         this.#gap(`expected event number ${this.#lastSeq + 1}, read ${numbers.first}: it lagged behind trimming`);
       }
@@ -1361,7 +1364,7 @@ export class RedisBroker implements Broker {
       }
       const slot = this.#recentNext;
       this.#recent.sids[slot] = sid;
-      this.#recent.counts[slot] = numbers === undefined ? 1 : numbers.last - numbers.first + 1;
+      this.#recent.counts[slot] = countIn(numbers);
       this.#recent.ids[slot] = id;
       this.#recentNext = (slot + 1) % PAGE;
       this.#recentSize = Math.min(this.#recentSize + 1, PAGE);

@@ -3,7 +3,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { StoredEvent } from "../../src/broker/broker.js";
 import { BEFORE_FIRST_POS, EARLIEST_ID } from "../../src/broker/broker.js";
 import { RedisBroker } from "../../src/broker/redis-broker.js";
-import { deleteKeys, REDIS_URL, uniquePrefix } from "../helpers/redis.js";
+import { deleteKeys, pastMillisecondOf, REDIS_URL, uniquePrefix } from "../helpers/redis.js";
 import { redisCall, startRedisServer } from "../helpers/redis-server.js";
 import { silentLogger } from "../helpers/server.js";
 import { startTcpProxy } from "../helpers/tcp-proxy.js";
@@ -41,6 +41,33 @@ async function listen(broker: RedisBroker) {
     () => heard.gaps++,
   );
   return heard;
+}
+
+/** A packed entry's drawn key (field `k`), which names the key that holds its events. */
+const drawnKeyOf = (fields: readonly string[]) => fields[fields.indexOf("k") + 1] as string;
+
+/**
+ * Two nodes on a private Redis: `publisher` connects straight to it, `other` through a TCP proxy
+ * that the test can freeze; `heard` is what `other` delivers. `close` ends them all.
+ */
+async function twoNodesThroughProxy(historySize: number) {
+  const server = await startRedisServer(false);
+  const proxy = await startTcpProxy(server.port);
+  const options = { prefix: "h", historySize, log: silentLogger };
+  const publisher = await RedisBroker.connect({ ...options, url: server.url });
+  const other = await RedisBroker.connect({ ...options, url: proxy.url });
+  const heard = await listen(other);
+  return {
+    server,
+    proxy,
+    publisher,
+    heard,
+    async close() {
+      await Promise.all([publisher.close(), other.close()]);
+      await proxy.close();
+      await server.kill();
+    },
+  };
 }
 
 const datas = (events: readonly StoredEvent[]) => events.map((e) => e.data);
@@ -87,15 +114,11 @@ describe("Redis: a batch without publisher ids", () => {
     const { broker, prefix } = await connect(10);
     const results = await broker.publishBatch(batchOf(1, 5));
     const [[sid, fields]] = (await redis.xrange(`${prefix}:events`, "-", "+")) as [[string, string[]]];
-    const key = fields[fields.indexOf("k") + 1];
+    const key = drawnKeyOf(fields);
     expect([sid, fields]).toEqual([results[0]?.event.id, ["n", "1", "c", "5", "k", key]]);
     expect(JSON.parse((await redis.get(`${prefix}:pack:${key}`)) as string)).toHaveLength(5);
     // The batch's key retires once history starts after its millisecond; its pack goes with it.
-    const batchMs = Number(sid.split("-")[0]);
-    await waitFor("Redis's clock to pass the batch's millisecond", async () => {
-      const [s, us] = await redis.time();
-      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > batchMs;
-    });
+    await pastMillisecondOf(sid);
     for (let n = 6; n <= 16; n++) await broker.publish({ topic: "t", data: `${n}` });
     expect(datas(await broker.read(BEFORE_FIRST_POS, 100))).toEqual(range(7, 16));
     expect(await redis.hexists(`${prefix}:ids`, key as string)).toBe(0);
@@ -106,13 +129,9 @@ describe("Redis: a batch without publisher ids", () => {
   });
 
   it("reaches a reader on another node whole when the batch leaves history between reading its entry and its events", async () => {
-    const server = await startRedisServer(false);
-    const proxy = await startTcpProxy(server.port);
+    const nodes = await twoNodesThroughProxy(10);
+    const { server, proxy, publisher, heard } = nodes;
     try {
-      const publisher = await RedisBroker.connect({ url: server.url, prefix: "h", historySize: 10, log: silentLogger });
-      const other = await RedisBroker.connect({ url: proxy.url, prefix: "h", historySize: 10, log: silentLogger });
-      open.push(publisher, other);
-      const heard = await listen(other);
       const published: StoredEvent[] = [];
       // The other node has read the batch's entry and asked for its events: that request is held
       // while the next batch, larger than history, pushes the first one out.
@@ -130,11 +149,7 @@ describe("Redis: a batch without publisher ids", () => {
         await waitFor("delivery", () => heard.seen.length === published.length);
         if (attempt === 3) throw new Error("the reader never had an entry in hand");
       }
-      const batchMs = Number(published.at(-1)?.id.split("-")[0]);
-      await waitFor("Redis's clock to pass the batch's millisecond", async () => {
-        const [s, us] = (await redisCall(server.port, "TIME")) as [string, string];
-        return Number(s) * 1000 + Math.floor(Number(us) / 1000) > batchMs;
-      });
+      await pastMillisecondOf(published.at(-1)?.id as string, server.url);
       published.push(...(await publisher.publishBatch(batchOf(published.length, 20))).map((r) => r.event));
       expect(await redisCall(server.port, "XLEN", "h:events")).toBe(1);
       proxy.thaw();
@@ -142,9 +157,7 @@ describe("Redis: a batch without publisher ids", () => {
       expect(heard.gaps).toBe(0);
       expect(heard.seen).toEqual(published);
     } finally {
-      await Promise.all(open.splice(0).map((b) => b.close()));
-      await proxy.close();
-      await server.kill();
+      await nodes.close();
     }
   });
 
@@ -152,16 +165,12 @@ describe("Redis: a batch without publisher ids", () => {
     const { broker, prefix } = await connect(300);
     const packKey = async (sid: string, of = prefix) => {
       const [[, fields]] = (await redis.xrange(`${of}:events`, sid, sid)) as [[string, string[]]];
-      return `${of}:pack:${fields[fields.indexOf("k") + 1]}`;
+      return `${of}:pack:${drawnKeyOf(fields)}`;
     };
     const packs: string[] = [];
     for (let b = 0; b < 150; b++)
       packs.push(await packKey((await broker.publishBatch(batchOf(2 * b, 2)))[0]?.event.id as string));
-    const lastMs = Number((await redis.xrevrange(`${prefix}:events`, "+", "-", "COUNT", 1))[0]?.[0].split("-")[0]);
-    await waitFor("Redis's clock to pass the last batch's millisecond", async () => {
-      const [s, us] = await redis.time();
-      return Number(s) * 1000 + Math.floor(Number(us) / 1000) > lastMs;
-    });
+    await pastMillisecondOf((await redis.xrevrange(`${prefix}:events`, "+", "-", "COUNT", 1))[0]?.[0] as string);
     // One batch as large as history pushes all 150 out at once.
     await broker.publishBatch(batchOf(300, 300));
     expect(await redis.xlen(`${prefix}:events`)).toBe(1);
@@ -186,18 +195,9 @@ describe("Redis: a batch without publisher ids", () => {
   });
 
   it("reaches a reader that lagged behind many large batches, whose events it fetches a page (10,000) at a time", async () => {
-    const server = await startRedisServer(false);
-    const proxy = await startTcpProxy(server.port);
+    const nodes = await twoNodesThroughProxy(100_000);
+    const { server, proxy, publisher, heard } = nodes;
     try {
-      const publisher = await RedisBroker.connect({
-        url: server.url,
-        prefix: "h",
-        historySize: 100_000,
-        log: silentLogger,
-      });
-      const other = await RedisBroker.connect({ url: proxy.url, prefix: "h", historySize: 100_000, log: silentLogger });
-      open.push(publisher, other);
-      const heard = await listen(other);
       await redisCall(server.port, "CONFIG", "RESETSTAT");
       // The other node hears nothing while 25 batches of 1,000 are published: then it reads them all at once.
       proxy.freeze();
@@ -213,9 +213,7 @@ describe("Redis: a batch without publisher ids", () => {
       const stats = String(await redisCall(server.port, "INFO", "commandstats"));
       expect(Number(/cmdstat_mget:calls=(\d+)/.exec(stats)?.[1])).toBeGreaterThanOrEqual(3);
     } finally {
-      await Promise.all(open.splice(0).map((b) => b.close()));
-      await proxy.close();
-      await server.kill();
+      await nodes.close();
     }
   });
 
@@ -223,7 +221,7 @@ describe("Redis: a batch without publisher ids", () => {
     const { broker, prefix } = await connect(1_000);
     await broker.publishBatch(batchOf(1, 3));
     const [[, fields]] = (await redis.xrange(`${prefix}:events`, "-", "+")) as [[string, string[]]];
-    const key = fields[fields.indexOf("k") + 1];
+    const key = drawnKeyOf(fields);
     await redis.del(`${prefix}:pack:${key}`);
     await expect(broker.publish({ topic: "t", data: "1", id: `${key}.0` })).rejects.toMatchObject({
       code: "HERALD_ID_RETIRED",
