@@ -328,3 +328,37 @@ describe("Redis: bookkeeping for events without publisher id", () => {
     });
   });
 });
+
+describe("Redis: single publishes retire keys in bulk, once per 16 events", () => {
+  it("forget the keys of the events that left history, and keep those in it", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 50);
+    const first = [];
+    for (let i = 0; i < 200; i++) first.push(await broker.publish({ topic: "t", data: `old ${i}` }));
+    // Retired by time: the next events are in a later millisecond than all of these.
+    await pastMillisecondOf(first.at(-1)?.event.id as string);
+    // Up to event 256, a multiple of 16: its publish retires keys. History then holds events 207 to 256.
+    for (let i = 0; i < 56; i++) await broker.publish({ topic: "t", data: `new ${i}` });
+    // One key per publish without id. The 50 in history stay; the 200 older ones are retired; of
+    // events 201 to 206, those in the millisecond of event 207 stay too (keys retire by time).
+    const kept = await redis.hlen(`${prefix}:ids`);
+    expect(kept).toBeGreaterThanOrEqual(50);
+    expect(kept).toBeLessThanOrEqual(56);
+    expect(await redis.zcard(`${prefix}:id-times`)).toBe(kept);
+    expect(await redis.zcard(`${prefix}:retired`)).toBe(256 - kept);
+  });
+
+  it("refuse an id whose event left history before its key retired, and do not resume from it", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 3);
+    await broker.publish({ topic: "t", data: "a", id: "a" });
+    for (const id of ["b", "c", "d"]) await broker.publish({ topic: "t", data: id, id });
+    // Event 1 has left history; no publish since it did has retired keys (the next is at event 16).
+    expect(await redis.hexists(`${prefix}:ids`, "a")).toBe(1);
+    await expect(broker.publish({ topic: "t", data: "a", id: "a" })).rejects.toMatchObject({
+      code: "HERALD_ID_RETIRED",
+    });
+    expect((await broker.locate("a")).found).toBe(false);
+    expect((await broker.locate("b")).found).toBe(true);
+  });
+});
