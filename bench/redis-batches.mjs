@@ -4,7 +4,8 @@
 // delivers every event. Against a private redis-server on a free port, so that its CPU counter
 // sees this bench only. Per layout: events/s with 4 batches in flight, Redis and Node CPU per
 // event (Node: both brokers, publishing and reading back), the time to replay 100,000 events in
-// pages of 256 (as the hub reads them), and what a single publish costs Redis once history holds such batches.
+// pages of 256 (as the hub reads them), and what a single publish costs Redis once history holds such batches;
+// first, what a single publish costs Redis when history holds only single events.
 // Run: npm run build && node bench/redis-batches.mjs   (env: BATCHES, SIZE, HERALD_DIST)
 // Bounded: BATCHES batches per layout, each phase with a DEADLINE_MS.
 import { cpus, loadavg } from "node:os";
@@ -18,6 +19,7 @@ const BATCHES = Number(process.env.BATCHES ?? 400);
 const SIZE = Number(process.env.SIZE ?? 500);
 const HISTORY = 100_000;
 const SINGLES = 4_000;
+const SINGLES_ALONE = 30_000;
 // The page a replay reads at a time, as the hub does (REPLAY_PAGE_EVENTS).
 const PAGE = 256;
 const DEADLINE_MS = 120_000;
@@ -95,7 +97,25 @@ async function measure(layout, withIds) {
   };
 }
 
+/** Single publishes without id, 16 in flight, on a fresh prefix with history full (HISTORY_SIZE 1,000). */
+async function singles() {
+  const publisher = await RedisBroker.connect({ url, prefix: "bench-singles", historySize: 1_000, log });
+  const publish = async (count) => {
+    for (let i = 0; i < count; i += 16) {
+      await Promise.all(Array.from({ length: 16 }, () => publisher.publish({ topic: "t", data: payload })));
+    }
+  };
+  await publish(2_000);
+  const [redis0, t0] = [await redisCpuMs(admin), performance.now()];
+  await publish(SINGLES_ALONE);
+  const seconds = (performance.now() - t0) / 1000;
+  const redisUs = (1000 * ((await redisCpuMs(admin)) - redis0)) / SINGLES_ALONE;
+  await publisher.close();
+  return `Single publishes without id, 16 in flight, history full (HISTORY_SIZE 1,000): ${Math.round(SINGLES_ALONE / seconds).toLocaleString("en-US")}/s, ${redisUs.toFixed(1)} µs of Redis CPU per publish`;
+}
+
 try {
+  const alone = await singles();
   const rows = [await measure("without ids (packed)", false), await measure("with an id per event", true)];
   console.log(
     `Node ${process.version}, ${cpus().length} × ${cpus()[0]?.model}, load ${loadavg()[0]?.toFixed(2)}, ` +
@@ -110,6 +130,7 @@ try {
       `| ${r.layout} | ${r.rate.toLocaleString("en-US")} | ${r.redisUs} | ${r.nodeUs} | ${r.replay} | ${r.singleUs} |`,
     );
   }
+  console.log(`\n${alone}`);
 } finally {
   await redis.stop();
 }
