@@ -760,11 +760,10 @@ export class RedisBroker implements Broker {
   #failedOver: { from: string; to: string; ids: Set<string>; resume?: { pos: string; sid: string } } | undefined;
   /** The pack a replay fetched last, for the next page (see `#packs`). */
   #keptPack: { key: string; items: Item[] } | undefined;
-  /** Set when the reader (re)connects: its position must be checked against what Redis now holds. */
-  #checkPosition = false;
   /**
-   * Set while the reader is away from Redis, until it has checked its position on its return: a
-   * failover may have lost what it delivered, and `locate` must not answer before it knows what.
+   * Set when the reader loses its connection, until it has checked its position against what Redis
+   * holds on its return (a check that fails is tried again): a failover may have lost what it
+   * delivered, and `locate` must not answer before it knows what.
    */
   #positionUnchecked = false;
   #reading: Promise<void> | undefined;
@@ -819,9 +818,6 @@ export class RedisBroker implements Broker {
         if (!this.#closed) setTimeout(() => this.#closed || client.connect().catch(() => {}), PING_MS).unref();
       });
     }
-    this.#reader.on("ready", () => {
-      this.#checkPosition = true;
-    });
     this.#reader.on("close", () => {
       if (this.#lastId !== undefined) this.#positionUnchecked = true;
     });
@@ -982,7 +978,6 @@ export class RedisBroker implements Broker {
     if (this.#reading === undefined) {
       // Know where the stream ends now, so that every later event reaches the listener.
       await this.#streamEnd(this.#commands).catch(() => undefined);
-      this.#checkPosition = false;
       this.#reading = this.#readLoop();
     }
     return async () => {
@@ -1309,10 +1304,8 @@ export class RedisBroker implements Broker {
       try {
         if (this.#lastId === undefined) {
           await this.#bounded(this.#streamEnd(this.#reader), COMMAND_TIMEOUT_MS);
-          this.#checkPosition = false;
           this.#positionUnchecked = false;
-        } else if (this.#checkPosition) {
-          this.#checkPosition = false;
+        } else if (this.#positionUnchecked) {
           if (await this.#bounded(this.#positionLost(), COMMAND_TIMEOUT_MS)) {
             await this.#bounded(this.#markLost(), COMMAND_TIMEOUT_MS);
             this.#gap("the last event it read is no longer in Redis, which failed over or lost data");
@@ -1337,8 +1330,6 @@ export class RedisBroker implements Broker {
         }
       } catch {
         if (this.#closed) return;
-        // A position check that failed is tried again.
-        if (this.#positionUnchecked) this.#checkPosition = true;
         // The connection's own events report the outage; reconnecting is ioredis's job.
         failures++;
         await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * failures)));
