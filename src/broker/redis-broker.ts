@@ -684,11 +684,44 @@ function retryIds(inputs: readonly EventInput[], drawn: string): string[] {
   return inputs.map((input) => input.id ?? `${drawn}.${unnamed++}`);
 }
 
+/**
+ * How a publish was asked for: one event, a batch (all or nothing), or single events sent together
+ * (see `RedisBroker#publish`), each with its own result.
+ */
+type PublishKind = "single" | "batch" | "singles";
+
+/** A single event waiting to be sent with others (see `RedisBroker#publish`). */
+interface Waiting {
+  input: EventInput;
+  resolve: (result: PublishResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Single events sent together failed each with its own error: `errors[k]` is event k's. */
+class EachItem extends Error {
+  constructor(readonly errors: readonly Error[]) {
+    super("each event failed with its own error");
+  }
+}
+
+/** A publish that may or may not be stored: each of singles sent together names its own retry id. */
+function unknownFor(
+  reason: string,
+  inputs: readonly EventInput[],
+  drawn: string,
+  kind: PublishKind,
+  options?: { cause: unknown },
+): Error {
+  const ids = retryIds(inputs, drawn);
+  if (kind !== "singles") return unknownOutcome(reason, ids, kind === "batch", options);
+  return new EachItem(ids.map((id) => unknownOutcome(reason, [id], false, options)));
+}
+
 /** A written command that failed without an answer: nobody knows whether Redis ran it. */
-function outcomeUnknown(err: unknown, keys: readonly string[], batch: boolean): Error {
+function outcomeUnknown(err: unknown, inputs: readonly EventInput[], drawn: string, kind: PublishKind): Error {
   const message = (err as Error).message;
   if ((err as Error).name === "ReplyError" || NOT_SENT.some((m) => message.startsWith(m))) return unavailable(err);
-  return unknownOutcome("The connection to Redis failed after the event was sent", keys, batch, { cause: err });
+  return unknownFor("The connection to Redis failed after the event was sent", inputs, drawn, kind, { cause: err });
 }
 
 /** Short words for a connection failure, for the one log line an outage gets. */
@@ -757,6 +790,8 @@ export class RedisBroker implements Broker {
    * `resumePos`, the newest event that survived, in the entry `resumeSid` (see `locate`); when
    * none of what the node remembers survived (Redis lost its data), it gets a `reset`.
    */
+  /** Single events without publisher id waiting for the end of this turn (see `publish`). */
+  #unnamed: Waiting[] = [];
   #failedOver: { from: string; to: string; ids: Set<string>; resume?: { pos: string; sid: string } } | undefined;
   /** The pack a replay fetched last, for the next page (see `#packs`). */
   #keptPack: { key: string; items: Item[] } | undefined;
@@ -845,16 +880,58 @@ export class RedisBroker implements Broker {
     return broker;
   }
 
+  /**
+   * Single events without publisher id that arrive in one turn of the event loop go to Redis
+   * together, as one publish of several events (one script call, one packed entry): Redis's one
+   * thread, and this process, pay per call rather than per event. Each still gets its own result,
+   * and an unknown outcome names its own retry id. An event with a publisher id (which Redis may
+   * refuse alone) and a batch are sent at once, after the events waiting: publishes reach Redis in
+   * the order of the calls.
+   */
   async publish(input: EventInput): Promise<PublishResult> {
-    return (await this.#publish([input], false))[0] as PublishResult;
+    if (input.id !== undefined) {
+      this.#sendUnnamed();
+      return (await this.#publish([input], "single"))[0] as PublishResult;
+    }
+    return new Promise((resolve, reject) => {
+      if (this.#unnamed.push({ input, resolve, reject }) === 1) setImmediate(() => this.#sendUnnamed());
+    });
   }
 
   publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
-    return this.#publish(inputs, true);
+    this.#sendUnnamed();
+    return this.#publish(inputs, "batch");
   }
 
-  /** Publishes `inputs` in one script call; a `batch`'s unknown outcome names the ids of all its events. */
-  async #publish(inputs: readonly EventInput[], batch: boolean): Promise<PublishResult[]> {
+  /** Sends the single events waiting (see `publish`), if any. */
+  #sendUnnamed(): void {
+    const waiting = this.#unnamed;
+    if (waiting.length === 0) return;
+    this.#unnamed = [];
+    if (waiting.length === 1) {
+      const [only] = waiting as [Waiting];
+      this.#publish([only.input], "single").then((results) => only.resolve(results[0] as PublishResult), only.reject);
+      return;
+    }
+    this.#publish(
+      waiting.map((w) => w.input),
+      "singles",
+    ).then(
+      (results) => {
+        for (const [k, w] of waiting.entries()) w.resolve(results[k] as PublishResult);
+      },
+      (err) => {
+        for (const [k, w] of waiting.entries()) w.reject(err instanceof EachItem ? err.errors[k] : err);
+      },
+    );
+  }
+
+  /**
+   * Publishes `inputs` in one script call, which Redis runs before any later call. Sends the call
+   * before it first awaits. A batch's unknown outcome names the ids of all its events; singles
+   * sent together fail each with its own error (`EachItem`).
+   */
+  async #publish(inputs: readonly EventInput[], kind: PublishKind): Promise<PublishResult[]> {
     if (inputs.length === 0) return [];
     // Each item carries only the fields some item of the batch has (the script's ARGV[4]): fewer
     // arguments to encode here, and to parse and hold in Redis, which does it on its one thread.
@@ -891,10 +968,10 @@ export class RedisBroker implements Broker {
         this.#commands.heraldPublishPacked(this.#keys, [...limits, drawn, inputs.length, pack]),
         inputs,
         drawn,
-        batch,
+        kind,
       );
       if (reply[0] === "ok") {
-        this.#confirm(replicas, inputs, drawn, batch);
+        this.#confirm(replicas, inputs, drawn, kind);
         const results: PublishResult[] = [];
         eachSid(reply[1], inputs.length, (id, pos, time, k) => {
           results.push({ event: storedEvent(inputs[k] as EventInput, id, time, pos), duplicate: false });
@@ -913,14 +990,14 @@ export class RedisBroker implements Broker {
       if (privates) args.push(input.private ? "1" : "");
       if (alternates) args.push(input.alternates?.length ? JSON.stringify(input.alternates) : "");
     }
-    const { reply, replicas } = await this.#send(this.#commands.heraldPublish(this.#keys, args), inputs, drawn, batch);
+    const { reply, replicas } = await this.#send(this.#commands.heraldPublish(this.#keys, args), inputs, drawn, kind);
     if (reply[0] !== "ok") {
       const index = reply[1] as number;
       // Only an item with a publisher's id can be refused.
       const id = JSON.stringify(inputs[index]?.id);
       throw atItem(reply[0] === "conflict" ? new IdConflictError(id) : new IdRetiredError(id), index);
     }
-    this.#confirm(replicas, inputs, drawn, batch);
+    this.#confirm(replicas, inputs, drawn, kind);
     const results: PublishResult[] = [];
     for (let index = 0; index < inputs.length; index++) {
       const input = inputs[index] as EventInput;
@@ -945,7 +1022,7 @@ export class RedisBroker implements Broker {
     publishing: Promise<T>,
     inputs: readonly EventInput[],
     drawn: string,
-    batch: boolean,
+    kind: PublishKind,
   ): Promise<{ reply: T; replicas: number | undefined }> {
     const waiting = this.#waitReplicas > 0 ? this.#commands.wait(this.#waitReplicas, this.#waitTimeoutMs) : undefined;
     waiting?.catch(() => {});
@@ -956,17 +1033,18 @@ export class RedisBroker implements Broker {
       this.#answeredAt = Date.now();
       return { reply, replicas };
     } catch (err) {
-      throw outcomeUnknown(err, retryIds(inputs, drawn), batch);
+      throw outcomeUnknown(err, inputs, drawn, kind);
     }
   }
 
   /** Fails a publish that fewer replicas than `waitReplicas` confirmed: its outcome is unknown. */
-  #confirm(replicas: number | undefined, inputs: readonly EventInput[], drawn: string, batch: boolean): void {
+  #confirm(replicas: number | undefined, inputs: readonly EventInput[], drawn: string, kind: PublishKind): void {
     if (replicas !== undefined && replicas < this.#waitReplicas) {
-      throw unknownOutcome(
-        `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${batch ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
-        retryIds(inputs, drawn),
-        batch,
+      throw unknownFor(
+        `Only ${replicas} of the ${this.#waitReplicas} replicas that REDIS_WAIT_REPLICAS asks for confirmed the ${kind === "batch" ? "events" : "event"} within REDIS_WAIT_TIMEOUT_MS (${this.#waitTimeoutMs} ms)`,
+        inputs,
+        drawn,
+        kind,
       );
     }
   }

@@ -63,13 +63,31 @@ interface Caught {
   before: number;
 }
 
+/** How a test publishes its events: as one batch, or each with `publish`, all in one turn. */
+type How = "batch" | "singles";
+
+/** Publishes `inputs` as `how` says and returns the ids of its `PublishOutcomeUnknownError`s, in order. */
+async function publishUnknown(node: RedisBroker, inputs: EventInput[], how: How): Promise<string[]> {
+  const errors = (await Promise.all(
+    (how === "batch" ? [node.publishBatch(inputs)] : inputs.map((input) => node.publish(input))).map((publishing) =>
+      publishing.then(
+        () => new Error("the publish was answered through a frozen link"),
+        (err: unknown) => err,
+      ),
+    ),
+  )) as { code?: string; publishIds?: string[]; publishId?: string }[];
+  for (const error of errors) expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
+  const ids = how === "batch" ? (errors[0]?.publishIds as string[]) : errors.map((error) => error.publishId as string);
+  expect(ids).toHaveLength(inputs.length);
+  return ids;
+}
+
 /**
- * Publishes `inputs` (one event with `publish` when `single`) on a broker whose link to Redis
- * freezes first, and returns the ids of its `PublishOutcomeUnknownError`. `reached`: the frozen
- * link then delivers the publish, and Redis stores it (the answer was lost); else the link dies
- * with it and it never reaches Redis.
+ * Publishes `inputs` on a broker whose link to Redis freezes first, and returns the ids of its
+ * `PublishOutcomeUnknownError`s. `reached`: the frozen link then delivers the publish, and Redis
+ * stores it (the answer was lost); else the link dies with it and it never reaches Redis.
  */
-async function caught(prefix: string, historySize: number, inputs: EventInput[], reached: boolean, single = false) {
+async function caught(prefix: string, historySize: number, inputs: EventInput[], reached: boolean, how: How) {
   const proxy = await startTcpProxy(REDIS_PORT);
   proxies.push(proxy);
   const node = await connect(prefix, historySize, proxy.url);
@@ -77,19 +95,13 @@ async function caught(prefix: string, historySize: number, inputs: EventInput[],
   await node.publish({ topic: "t", data: "before" });
   const before = await redis.xlen(`${prefix}:events`);
   proxy.freeze();
-  const error = (await (single ? node.publish(inputs[0] as EventInput) : node.publishBatch(inputs)).then(
-    () => new Error("the publish was answered through a frozen link"),
-    (err: unknown) => err,
-  )) as { code?: string; publishIds?: string[]; publishId?: string };
-  expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
+  const ids = await publishUnknown(node, inputs, how);
   if (reached) {
     proxy.thaw();
     await waitFor("Redis to run the caught publish", async () => (await redis.xlen(`${prefix}:events`)) > before);
   } else {
     await proxy.close();
   }
-  const ids = single ? [error.publishId as string] : (error.publishIds as string[]);
-  expect(ids).toHaveLength(inputs.length);
   return { ids, before } satisfies Caught;
 }
 
@@ -111,18 +123,20 @@ describe("Redis: retrying a publish whose outcome is unknown, with the ids of it
     { topic: "u", data: "d1\nline 2", private: true, alternates: ["v", "w"] },
     { topic: "t", data: "d2 ✓" },
   ];
-  const cases: [string, EventInput[], boolean][] = [
-    ["a batch without ids", idless, false],
-    ["a batch without ids, with every optional field", dressed, false],
-    ["a batch mixing publisher ids and events without", mixed, false],
-    ["a single event without id", [{ topic: "t", data: "solo" }], true],
+  // Single events without id published in one turn go to Redis together, yet fail each on its own.
+  const cases: [string, EventInput[], How][] = [
+    ["a batch without ids", idless, "batch"],
+    ["a batch without ids, with every optional field", dressed, "batch"],
+    ["a batch mixing publisher ids and events without", mixed, "batch"],
+    ["a single event without id", [{ topic: "t", data: "solo" }], "singles"],
+    ["single events without id published in one turn, with every optional field", dressed, "singles"],
   ];
 
   it.each(cases)(
     "%s that reached Redis: the retry stores nothing and answers the original events",
-    async (_what, inputs, single) => {
+    async (_what, inputs, how) => {
       const prefix = newPrefix();
-      const { ids } = await caught(prefix, 100, inputs, true, single);
+      const { ids } = await caught(prefix, 100, inputs, true, how);
       // The publisher's own ids are the ids to retry with; the others are distinct.
       for (const [i, input] of inputs.entries()) if (input.id !== undefined) expect(ids[i]).toBe(input.id);
       expect(new Set(ids).size).toBe(ids.length);
@@ -143,9 +157,9 @@ describe("Redis: retrying a publish whose outcome is unknown, with the ids of it
 
   it.each(cases)(
     "%s that never reached Redis: the retry stores each event once, under its retry id",
-    async (_what, inputs, single) => {
+    async (_what, inputs, how) => {
       const prefix = newPrefix();
-      const { ids } = await caught(prefix, 100, inputs, false, single);
+      const { ids } = await caught(prefix, 100, inputs, false, how);
       const retrier = await connect(prefix, 100);
       expect(datas(await retrier.read("", 100))).toEqual(["before"]);
       const retried = await retrier.publishBatch(withIds(inputs, ids));
@@ -164,18 +178,16 @@ describe("Redis: retrying a publish whose outcome is unknown, with the ids of it
     20_000,
   );
 
-  it.each(cases.filter(([, , single]) => !single))(
+  it.each(cases.filter(([, inputs]) => inputs.length > 1))(
     "%s whose retry reached Redis first, the first try later (held in a link that came back): each stored once",
-    async (_what, inputs) => {
+    async (_what, inputs, how) => {
       const prefix = newPrefix();
       const proxy = await startTcpProxy(REDIS_PORT);
       proxies.push(proxy);
       const node = await connect(prefix, 100, proxy.url);
       await node.publish({ topic: "t", data: "before" });
       proxy.freeze();
-      const error = await node.publishBatch(inputs).catch((err: { code: string; publishIds: string[] }) => err);
-      expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
-      const ids = (error as { publishIds: string[] }).publishIds;
+      const ids = await publishUnknown(node, inputs, how);
       const retrier = await connect(prefix, 100);
       const retried = await retrier.publishBatch(withIds(inputs, ids));
       expect(retried.map((r) => [r.duplicate, r.event.id])).toEqual(ids.map((id) => [false, id]));
@@ -326,6 +338,42 @@ describe("Redis: bookkeeping for events without publisher id", () => {
     await expect(broker.publish({ topic: "t", data: "0", id: `${key}.0` })).rejects.toMatchObject({
       code: "HERALD_ID_RETIRED",
     });
+  });
+});
+
+describe("Redis: single events without publisher id published in one turn", () => {
+  it("share one script call and one entry, each with its own id, stored and delivered in call order", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 100);
+    const delivered: string[] = [];
+    await broker.subscribe((event) => delivered.push(event.data));
+    const inputs = Array.from({ length: 5 }, (_, i) => ({ topic: "t", data: `e${i}`, ...(i === 2 && { event: "x" }) }));
+    const results = await Promise.all(inputs.map((input) => broker.publish(input)));
+    expect(await redis.xlen(`${prefix}:events`)).toBe(1);
+    expect(results.map((r) => [r.duplicate, r.event.data, r.event.event])).toEqual(
+      inputs.map((input) => [false, input.data, input.event]),
+    );
+    expect(new Set(results.map((r) => r.event.id)).size).toBe(5);
+    await waitFor("the events to reach the subscriber", () => delivered.length === 5);
+    expect(delivered).toEqual(datas(inputs));
+    expect((await broker.read("", 100)).map((e) => e.id)).toEqual(results.map((r) => r.event.id));
+  });
+
+  it("go to Redis before a publish with an id or a batch that follows them in the same turn", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 100);
+    await Promise.all([
+      broker.publish({ topic: "t", data: "1" }),
+      broker.publish({ topic: "t", data: "2" }),
+      broker.publish({ topic: "t", data: "3", id: "own" }),
+      broker.publish({ topic: "t", data: "4" }),
+      broker.publishBatch([
+        { topic: "t", data: "5" },
+        { topic: "t", data: "6" },
+      ]),
+      broker.publish({ topic: "t", data: "7" }),
+    ]);
+    expect(datas(await broker.read("", 100))).toEqual(["1", "2", "3", "4", "5", "6", "7"]);
   });
 });
 
