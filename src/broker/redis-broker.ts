@@ -68,6 +68,11 @@ const PAGE = 10_000;
  * reader fetches them right after it reads the entry, in the next round trip.
  */
 const PACK_GRACE_MS = 10_000;
+/**
+ * At most this many single publishes go to Redis in one script call (see `RedisBroker#publish`):
+ * a call keeps Redis's one thread to itself, and the reader fetches `PAGE` entries at a time.
+ */
+const MAX_SINGLES_PER_CALL = 1_000;
 
 /** Why a packed batch's events can be missing while its entry is in the stream. */
 const PACK_MISSING = `expired ${PACK_GRACE_MS} ms after the entry left history, or evicted: Herald needs maxmemory-policy noeviction`;
@@ -735,7 +740,8 @@ function describe(err: Error): string {
 /**
  * History in one Redis Stream shared by every Herald node: one order for all topics, ids assigned
  * by Redis (`<ms>-<n>`, or the publisher's id), trimmed by size and age. An entry is one event, or
- * a whole batch without publisher ids (see `PUBLISH_PACKED_SCRIPT`), which holds consecutive ids. Each node tails the stream
+ * a whole batch without publisher ids (see `PUBLISH_PACKED_SCRIPT`), which holds consecutive ids;
+ * single publishes of one turn share a script call, an entry each (see `publish`). Each node tails the stream
  * with XREAD on its own connection, so every node delivers every event in the same order.
  * While Redis is unreachable, publishes and replays fail fast with `BrokerUnavailableError` (no
  * offline queue, nothing buffered) and the reader resumes from its last id once Redis is back.
@@ -784,14 +790,14 @@ export class RedisBroker implements Broker {
   readonly #recent = { sids: new Array<string>(PAGE), counts: new Array<number>(PAGE), ids: new Array<string>(PAGE) };
   #recentNext = 0;
   #recentSize = 0;
+  /** Single events without publisher id waiting for the end of this turn (see `publish`). */
+  #unnamed: Waiting[] = [];
   /**
    * What the last failover lost of what this node had delivered: from `from` to `to` (positions),
    * and the publisher ids among them. A client whose last event is one of them resumes after
    * `resumePos`, the newest event that survived, in the entry `resumeSid` (see `locate`); when
    * none of what the node remembers survived (Redis lost its data), it gets a `reset`.
    */
-  /** Single events without publisher id waiting for the end of this turn (see `publish`). */
-  #unnamed: Waiting[] = [];
   #failedOver: { from: string; to: string; ids: Set<string>; resume?: { pos: string; sid: string } } | undefined;
   /** The pack a replay fetched last, for the next page (see `#packs`). */
   #keptPack: { key: string; items: Item[] } | undefined;
@@ -882,11 +888,13 @@ export class RedisBroker implements Broker {
 
   /**
    * Single events without publisher id that arrive in one turn of the event loop go to Redis
-   * together, as one publish of several events (one script call, one packed entry): Redis's one
-   * thread, and this process, pay per call rather than per event. Each still gets its own result,
-   * and an unknown outcome names its own retry id. An event with a publisher id (which Redis may
-   * refuse alone) and a batch are sent at once, after the events waiting: publishes reach Redis in
-   * the order of the calls.
+   * together, up to `MAX_SINGLES_PER_CALL` at a time, as one publish of several events (one script
+   * call): Redis's one thread, and this process, pay per call rather than per event. Each is an
+   * entry of its own, as a lone single is (not a packed entry: a late first try must still store
+   * the events of the callers that did not retry, and a node of an earlier version must still read
+   * them). Each gets its own result, and an unknown outcome names its own retry id. An event with
+   * a publisher id (which Redis may refuse alone) and a batch are sent at once, after the events
+   * waiting: publishes reach Redis in the order of the calls.
    */
   async publish(input: EventInput): Promise<PublishResult> {
     if (input.id !== undefined) {
@@ -894,7 +902,9 @@ export class RedisBroker implements Broker {
       return (await this.#publish([input], "single"))[0] as PublishResult;
     }
     return new Promise((resolve, reject) => {
-      if (this.#unnamed.push({ input, resolve, reject }) === 1) setImmediate(() => this.#sendUnnamed());
+      const waiting = this.#unnamed.push({ input, resolve, reject });
+      if (waiting === MAX_SINGLES_PER_CALL) this.#sendUnnamed();
+      else if (waiting === 1) setImmediate(() => this.#sendUnnamed());
     });
   }
 
@@ -962,7 +972,7 @@ export class RedisBroker implements Broker {
     // Drawn before sending, so that a publish whose outcome is unknown can be retried safely.
     const drawn = ids < inputs.length ? drawKey() : "";
     const limits = [this.#historySize, this.#ttlMs, this.#retiredCapacity];
-    if (ids === 0 && inputs.length > 1) {
+    if (ids === 0 && inputs.length > 1 && kind === "batch") {
       const pack = JSON.stringify(inputs.map(packItem));
       const { reply, replicas } = await this.#send(
         this.#commands.heraldPublishPacked(this.#keys, [...limits, drawn, inputs.length, pack]),
@@ -1191,6 +1201,8 @@ export class RedisBroker implements Broker {
   }
 
   async close(): Promise<void> {
+    // Before QUIT: singles published in the turn that closes are sent, as they were called.
+    this.#sendUnnamed();
     this.#closed = true;
     clearInterval(this.#ping);
     this.#listeners.clear();

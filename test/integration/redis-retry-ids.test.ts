@@ -79,6 +79,8 @@ async function publishUnknown(node: RedisBroker, inputs: EventInput[], how: How)
   for (const error of errors) expect(error).toMatchObject({ code: "HERALD_PUBLISH_OUTCOME_UNKNOWN" });
   const ids = how === "batch" ? (errors[0]?.publishIds as string[]) : errors.map((error) => error.publishId as string);
   expect(ids).toHaveLength(inputs.length);
+  // Singles of one turn went to Redis in one call: they share the key it drew, each its own place.
+  if (how === "singles") expect(ids).toEqual(ids.map((_, j) => `${ids[0]?.split(".")[0]}.${j}`));
   return ids;
 }
 
@@ -342,14 +344,17 @@ describe("Redis: bookkeeping for events without publisher id", () => {
 });
 
 describe("Redis: single events without publisher id published in one turn", () => {
-  it("share one script call and one entry, each with its own id, stored and delivered in call order", async () => {
+  it("share one script call, each its own entry and id, stored and delivered in call order", async () => {
     const prefix = newPrefix();
     const broker = await connect(prefix, 100);
     const delivered: string[] = [];
     await broker.subscribe((event) => delivered.push(event.data));
     const inputs = Array.from({ length: 5 }, (_, i) => ({ topic: "t", data: `e${i}`, ...(i === 2 && { event: "x" }) }));
     const results = await Promise.all(inputs.map((input) => broker.publish(input)));
-    expect(await redis.xlen(`${prefix}:events`)).toBe(1);
+    // One call draws one key for its events without id: five calls would have drawn five.
+    expect(await redis.hlen(`${prefix}:ids`)).toBe(1);
+    // An entry each, as a node of an earlier version reads them.
+    expect(await redis.xlen(`${prefix}:events`)).toBe(5);
     expect(results.map((r) => [r.duplicate, r.event.data, r.event.event])).toEqual(
       inputs.map((input) => [false, input.data, input.event]),
     );
@@ -357,6 +362,58 @@ describe("Redis: single events without publisher id published in one turn", () =
     await waitFor("the events to reach the subscriber", () => delivered.length === 5);
     expect(delivered).toEqual(datas(inputs));
     expect((await broker.read("", 100)).map((e) => e.id)).toEqual(results.map((r) => r.event.id));
+  });
+
+  it("whose first try reaches Redis after one caller's retry: the others' events are stored all the same", async () => {
+    const prefix = newPrefix();
+    const proxy = await startTcpProxy(REDIS_PORT);
+    proxies.push(proxy);
+    const node = await connect(prefix, 100, proxy.url);
+    await node.publish({ topic: "t", data: "before" });
+    proxy.freeze();
+    const inputs = ["s0", "s1", "s2"].map((data) => ({ topic: "t", data }));
+    const ids = await publishUnknown(node, inputs, "singles");
+    // Only the first caller retries, and its retry reaches Redis first.
+    const retrier = await connect(prefix, 100);
+    expect(await retrier.publish({ ...inputs[0], id: ids[0] } as EventInput)).toMatchObject({
+      duplicate: false,
+      event: { id: ids[0], data: "s0" },
+    });
+    proxy.thaw();
+    await waitFor(
+      "the node to publish again",
+      () =>
+        node.publish({ topic: "t", data: "after" }).then(
+          () => true,
+          () => false,
+        ),
+      10_000,
+    );
+    expect(datas(await retrier.read("", 100))).toEqual(["before", "s0", "s1", "s2", "after"]);
+    // The callers that retry later find their events, stored once.
+    for (const j of [1, 2]) {
+      expect(await retrier.publish({ ...inputs[j], id: ids[j] } as EventInput)).toMatchObject({ duplicate: true });
+    }
+    expect(datas(await retrier.read("", 100))).toEqual(["before", "s0", "s1", "s2", "after"]);
+  }, 20_000);
+
+  it("go 1,000 to a call at most", async () => {
+    const prefix = newPrefix();
+    const broker = await connect(prefix, 2_000);
+    const results = await Promise.all(
+      Array.from({ length: 1_001 }, (_, i) => broker.publish({ topic: "t", data: `${i}` })),
+    );
+    expect(await redis.hlen(`${prefix}:ids`)).toBe(2);
+    expect(datas((await broker.read("", 2_000)).slice(999))).toEqual(["999", "1000"]);
+    expect(results.at(-1)?.event.data).toBe("1000");
+  });
+
+  it("are sent when the broker closes in the same turn", async () => {
+    const prefix = newPrefix();
+    const broker = await RedisBroker.connect({ url: REDIS_URL, prefix, historySize: 100, log: silentLogger });
+    const publishing = ["a", "b"].map((data) => broker.publish({ topic: "t", data }));
+    await broker.close();
+    expect((await Promise.all(publishing)).map((r) => r.event.data)).toEqual(["a", "b"]);
   });
 
   it("go to Redis before a publish with an id or a batch that follows them in the same turn", async () => {
