@@ -1,6 +1,6 @@
 import type { FastifyRequest } from "fastify";
 import { TokenInvalidError } from "../errors.js";
-import { singleQueryValue } from "../routes/resume-id.js";
+import { singleQueryValue } from "../query-value.js";
 
 /** The cookie a browser page sets for `EventSource`, which cannot send headers. */
 export const TOKEN_COOKIE = "herald_token";

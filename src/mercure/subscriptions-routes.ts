@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { JwtVerifier } from "../auth/jwt-verifier.js";
 import { bearerToken, TOKEN_COOKIE } from "../auth/request-token.js";
 import { SubscriptionNotFoundError, TokenMissingError, TopicForbiddenError } from "../errors.js";
-import { singleQueryValue } from "../routes/resume-id.js";
+import { singleQueryValue } from "../query-value.js";
 import {
   goJson,
   type Presence,

@@ -1,4 +1,4 @@
-import { InvalidQueryError } from "../errors.js";
+import { singleQueryValue } from "../query-value.js";
 
 /**
  * Node reads header bytes as latin1; browsers send Last-Event-ID as UTF-8. Decode it as UTF-8
@@ -20,10 +20,4 @@ export function resumeId(
   // the newest id in Last-Event-ID.
   if (typeof header === "string" && header !== "") return decodeHeader(header);
   return singleQueryValue(queryName, query) || undefined;
-}
-
-/** The one value of a query parameter; a parameter given several times is a 400. */
-export function singleQueryValue(name: string, value: string | string[] | undefined): string | undefined {
-  if (Array.isArray(value)) throw new InvalidQueryError(`Give ${name} once, not ${value.length} times`);
-  return value;
 }
