@@ -271,11 +271,15 @@ export class SqliteBroker implements Broker {
       reserve: db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES (?, '')"),
     };
     this.#loadReserved(getMeta.get("reserved-scanned") === undefined);
-    this.#insertBatch = db.transaction((inputs: readonly EventInput[]) => {
+    const insertAll = (inputs: readonly EventInput[]) => {
       const batchIds = new Set<string>();
       for (const input of inputs) if (input.id !== undefined) batchIds.add(input.id);
       return inputs.map((input, index) => this.#insert(input, index, batchIds));
-    });
+    };
+    const inSavepoint = db.transaction(insertAll);
+    // Only an event with a publisher id can be refused: a publish without needs no savepoint to undo.
+    this.#insertBatch = (inputs) =>
+      inputs.some((input) => input.id !== undefined) ? inSavepoint(inputs) : insertAll(inputs);
     // WAL mode has created the log by now, and SQLite keeps that file while the database is open.
     this.#log = options.path === ":memory:" ? undefined : fs.openSync(`${options.path}-wal`, "r");
   }
