@@ -918,11 +918,6 @@ export class RedisBroker implements Broker {
     const waiting = this.#unnamed;
     if (waiting.length === 0) return;
     this.#unnamed = [];
-    if (waiting.length === 1) {
-      const [only] = waiting as [Waiting];
-      this.#publish([only.input], "single").then((results) => only.resolve(results[0] as PublishResult), only.reject);
-      return;
-    }
     this.#publish(
       waiting.map((w) => w.input),
       "singles",
