@@ -1,13 +1,19 @@
 import { STATUS_CODES } from "node:http";
 import { fileURLToPath } from "node:url";
 import cookie from "@fastify/cookie";
-import cors from "@fastify/cors";
+import cors, { type FastifyCorsOptions } from "@fastify/cors";
 import formbody from "@fastify/formbody";
 import helmet from "@fastify/helmet";
 import rateLimit from "@fastify/rate-limit";
 import fastifyStatic from "@fastify/static";
 import { Ajv } from "ajv";
-import type { FastifyError, FastifyInstance, FastifySchemaValidationError } from "fastify";
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchemaValidationError,
+} from "fastify";
 import fp from "fastify-plugin";
 import { JwtVerifier, parseJwtKey } from "./auth/jwt-verifier.js";
 import { TokenExpiry } from "./auth/token-expiry.js";
@@ -44,6 +50,13 @@ import { createStatsReader, type Stats, statsRoutes } from "./routes/stats.js";
 import { statsStreamRoutes } from "./routes/stats-stream.js";
 import { type TickCounters, ticksRoutes } from "./routes/ticks.js";
 import { StreamRegistry } from "./sse/stream-registry.js";
+
+// @fastify/cors reads a route's `config.cors` over its options (its README); its types do not say so.
+declare module "fastify" {
+  interface FastifyContextConfig {
+    cors?: FastifyCorsOptions | false;
+  }
+}
 
 const WEB_ROOT = fileURLToPath(new URL("../web/", import.meta.url));
 
@@ -307,19 +320,10 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
       }
     });
     await app.register(formbody);
-    const nativeCors = {
+    // Options fixed once: the Mercure routes set theirs in their route config (see `mercure`).
+    await app.register(cors, {
       origin: config.corsOrigin,
       allowedHeaders: ["Content-Type", "Last-Event-ID", "Authorization"],
-    };
-    // As the Mercure hub sends it; with listed origins, credentials too (an EventSource withCredentials
-    // sends the mercureAuthorization cookie), never with *, which browsers refuse with credentials.
-    const mercureCors = {
-      origin: config.corsOrigin,
-      credentials: config.corsOrigin !== "*",
-      allowedHeaders: ["authorization", "cache-control", "last-event-id"],
-    };
-    await app.register(cors, () => (request: { url?: string }, callback: (error: null, options: object) => void) => {
-      callback(null, request.url?.startsWith(MERCURE_PATH) ? mercureCors : nativeCors);
     });
     // Cookies are read only where a token may come from one, not parsed on every request.
     await app.register(cookie, { hook: false });
@@ -351,36 +355,58 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
       reply.send(new NotFoundError(request.method, request.url.split("?")[0] ?? request.url));
     });
   };
-  /** The Mercure hub's routes, over the same hub, streams, tokens and limits as the native API. */
-  const mercure = async (app: FastifyInstance) => {
-    await app.register(mercureRoutes, {
-      hub,
-      streams,
-      publisher,
-      subscriber,
-      expiry,
-      anonymousSubscribers: config.anonymousSubscribers,
-      publishOrigins: config.publishOrigins,
-      publishRateLimit: config.publishRateLimit,
-      onSubscribe: (info: MercureSubscriptionInfo) => {
-        const leave = presence?.join({ subscriber: info.subscriberId, topics: info.selectors, payload: info.payload });
-        const end = setup.onMercureSubscribe?.(info);
-        return () => {
-          leave?.();
-          end?.();
-        };
-      },
-    });
-    // Config guarantees a subscriber key whenever SUBSCRIPTIONS=true.
-    if (presence !== undefined && subscriber !== undefined) {
-      await app.register(subscriptionsRoutes, {
-        presence,
-        subscriber,
-        lastEventId: newestEventId(broker),
-        token: (request) => mercureToken(request)?.token,
+  /**
+   * The Mercure hub's routes, over the same hub, streams, tokens and limits as the native API, with
+   * the CORS headers the Mercure hub sends: with listed origins, credentials too (an EventSource
+   * withCredentials sends the mercureAuthorization cookie), never with *, which browsers refuse
+   * with credentials. @fastify/cors merges a route's `config.cors` over its options.
+   */
+  const mercure = (host: FastifyInstance) =>
+    host.register(async (app) => {
+      const mercureCors = {
+        credentials: config.corsOrigin !== "*",
+        allowedHeaders: ["authorization", "cache-control", "last-event-id"],
+      };
+      app.addHook("onRoute", (route) => {
+        route.config = { ...route.config, cors: mercureCors };
       });
-    }
-  };
+      // The CORS hook answers a preflight with the route's headers; this route only gives it one to match.
+      const preflight = { schema: { hide: true } };
+      const notFound = (_request: FastifyRequest, reply: FastifyReply) => reply.callNotFound();
+      app.options(MERCURE_PATH, preflight, notFound);
+      app.options(`${MERCURE_PATH}/*`, preflight, notFound);
+      await app.register(mercureRoutes, {
+        hub,
+        streams,
+        publisher,
+        subscriber,
+        expiry,
+        anonymousSubscribers: config.anonymousSubscribers,
+        publishOrigins: config.publishOrigins,
+        publishRateLimit: config.publishRateLimit,
+        onSubscribe: (info: MercureSubscriptionInfo) => {
+          const leave = presence?.join({
+            subscriber: info.subscriberId,
+            topics: info.selectors,
+            payload: info.payload,
+          });
+          const end = setup.onMercureSubscribe?.(info);
+          return () => {
+            leave?.();
+            end?.();
+          };
+        },
+      });
+      // Config guarantees a subscriber key whenever SUBSCRIPTIONS=true.
+      if (presence !== undefined && subscriber !== undefined) {
+        await app.register(subscriptionsRoutes, {
+          presence,
+          subscriber,
+          lastEventId: newestEventId(broker),
+          token: (request) => mercureToken(request)?.token,
+        });
+      }
+    });
 
   await host.register(
     async (app) => {

@@ -525,19 +525,39 @@ describe("onSubscribe, for the presence API", () => {
 describe("CORS on the hub", () => {
   it("allows authorization, cache-control and last-event-id; credentials only for listed origins", async () => {
     await start({ corsOrigin: ["https://app.example"] });
-    const preflight = await request(`${server.url}${HUB}`, {
-      method: "OPTIONS",
-      headers: {
-        origin: "https://app.example",
-        "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization",
-      },
+    const preflight = (path: string) =>
+      request(`${server.url}${path}`, {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization",
+        },
+      });
+    // The hub and the paths below it (the subscriptions API) answer as the Mercure hub does.
+    for (const path of [HUB, `${HUB}/subscriptions`]) {
+      const answer = await preflight(path);
+      expect([path, answer.statusCode, answer.headers]).toMatchObject([
+        path,
+        204,
+        {
+          "access-control-allow-origin": "https://app.example",
+          "access-control-allow-credentials": "true",
+          "access-control-allow-headers": "authorization, cache-control, last-event-id",
+        },
+      ]);
+    }
+    // So does an answer to a request itself (here a publish without a token, refused); Herald's own routes keep their headers.
+    const publish = await request(`${server.url}${HUB}`, {
+      method: "POST",
+      headers: { origin: "https://app.example", "content-type": "application/x-www-form-urlencoded" },
+      body: "topic=t&data=x",
     });
-    expect(preflight.headers).toMatchObject({
-      "access-control-allow-origin": "https://app.example",
-      "access-control-allow-credentials": "true",
-      "access-control-allow-headers": "authorization, cache-control, last-event-id",
-    });
+    await publish.body.dump();
+    expect([publish.statusCode, publish.headers["access-control-allow-credentials"]]).toEqual([401, "true"]);
+    const native = await preflight("/events");
+    expect(native.headers["access-control-allow-credentials"]).toBeUndefined();
+    expect(native.headers["access-control-allow-headers"]).toBe("Content-Type, Last-Event-ID, Authorization");
     await server.close();
     await start();
     const star = await request(`${server.url}${HUB}`, {
