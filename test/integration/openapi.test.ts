@@ -48,7 +48,8 @@ describe("GET /openapi.json", () => {
       ([path, operations]) => Object.keys(operations).map((method) => `${method.toUpperCase()} ${path}`),
     );
     expect(documented.sort()).toEqual([...new Set(routes)].sort());
-    for (const [path, operations] of Object.entries(document.paths as Record<string, Record<string, any>>)) {
+    type Operation = { summary?: unknown; responses?: Record<string, unknown> };
+    for (const [path, operations] of Object.entries(document.paths as Record<string, Record<string, Operation>>)) {
       for (const [method, operation] of Object.entries(operations)) {
         expect(operation.summary, `${method} ${path}`).toEqual(expect.any(String));
         expect(Object.keys(operation.responses ?? {}).length, `${method} ${path}`).toBeGreaterThan(0);
