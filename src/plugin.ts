@@ -1,7 +1,7 @@
 import { STATUS_CODES } from "node:http";
 import { fileURLToPath } from "node:url";
 import cookie from "@fastify/cookie";
-import cors, { type FastifyCorsOptions } from "@fastify/cors";
+import cors from "@fastify/cors";
 import formbody from "@fastify/formbody";
 import helmet from "@fastify/helmet";
 import rateLimit from "@fastify/rate-limit";
@@ -50,13 +50,6 @@ import { createStatsReader, type Stats, statsRoutes } from "./routes/stats.js";
 import { statsStreamRoutes } from "./routes/stats-stream.js";
 import { type TickCounters, ticksRoutes } from "./routes/ticks.js";
 import { StreamRegistry } from "./sse/stream-registry.js";
-
-// @fastify/cors reads a route's `config.cors` over its options (its README); its types do not say so.
-declare module "fastify" {
-  interface FastifyContextConfig {
-    cors?: FastifyCorsOptions | false;
-  }
-}
 
 const WEB_ROOT = fileURLToPath(new URL("../web/", import.meta.url));
 
@@ -302,6 +295,11 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
   } as HeraldApi;
   host.decorate(setup.decorator, api);
 
+  /** The CORS options of the Mercure routes, over Herald's own (see `mercure`). */
+  const mercureCors = {
+    credentials: config.corsOrigin !== "*",
+    allowedHeaders: ["authorization", "cache-control", "last-event-id"],
+  };
   /** What every context of Herald's routes has: its validator, body limit, parsers, CORS, error and 404 handlers. */
   const prepare = async (app: FastifyInstance) => {
     app.setValidatorCompiler(({ schema }) => strictAjv().compile(schema));
@@ -352,6 +350,15 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
       });
     });
     app.setNotFoundHandler((request, reply) => {
+      // Mercure's paths allow credentials (see `mercure`) on what is not found there too, so that a
+      // browser sending them can read the 404. The CORS hook has run with Herald's own options.
+      if (
+        mercureCors.credentials &&
+        request.url.startsWith(MERCURE_PATH) &&
+        reply.hasHeader("access-control-allow-origin")
+      ) {
+        reply.header("access-control-allow-credentials", "true");
+      }
       reply.send(new NotFoundError(request.method, request.url.split("?")[0] ?? request.url));
     });
   };
@@ -361,14 +368,11 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
    * withCredentials sends the mercureAuthorization cookie), never with *, which browsers refuse
    * with credentials. @fastify/cors merges a route's `config.cors` over its options.
    */
-  const mercure = (host: FastifyInstance) =>
-    host.register(async (app) => {
-      const mercureCors = {
-        credentials: config.corsOrigin !== "*",
-        allowedHeaders: ["authorization", "cache-control", "last-event-id"],
-      };
+  const mercure = (parent: FastifyInstance) =>
+    parent.register(async (app) => {
       app.addHook("onRoute", (route) => {
-        route.config = { ...route.config, cors: mercureCors };
+        // Fastify's route config type does not know @fastify/cors's `cors` key.
+        route.config = { ...route.config, cors: mercureCors } as typeof route.config;
       });
       // The CORS hook answers a preflight with the route's headers; this route only gives it one to match.
       const preflight = { schema: { hide: true } };

@@ -200,7 +200,7 @@ export class SqliteBroker implements Broker {
   readonly #reserved = new Set<string>();
   readonly #listeners = new Listeners();
   readonly #statements;
-  /** Inserts a batch in a savepoint of the transaction under way: all its items, or none. */
+  /** Inserts a publish: all its items, or none (one with publisher ids in a savepoint of the transaction under way). */
   readonly #insertBatch: (inputs: readonly EventInput[]) => PublishResult[];
   #seq: number;
   #queue: Pending[] = [];

@@ -555,6 +555,10 @@ describe("CORS on the hub", () => {
     });
     await publish.body.dump();
     expect([publish.statusCode, publish.headers["access-control-allow-credentials"]]).toEqual([401, "true"]);
+    // And a 404 there (the subscriptions API is off), which the browser must be able to read.
+    const missing = await request(`${server.url}${HUB}/subscriptions`, { headers: { origin: "https://app.example" } });
+    await missing.body.dump();
+    expect([missing.statusCode, missing.headers["access-control-allow-credentials"]]).toEqual([404, "true"]);
     const native = await preflight("/events");
     expect(native.headers["access-control-allow-credentials"]).toBeUndefined();
     expect(native.headers["access-control-allow-headers"]).toBe("Content-Type, Last-Event-ID, Authorization");
