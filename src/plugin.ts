@@ -366,51 +366,51 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
    * The Mercure hub's routes, over the same hub, streams, tokens and limits as the native API, with
    * the CORS headers the Mercure hub sends: with listed origins, credentials too (an EventSource
    * withCredentials sends the mercureAuthorization cookie), never with *, which browsers refuse
-   * with credentials. @fastify/cors merges a route's `config.cors` over its options.
+   * with credentials. @fastify/cors merges a route's `config.cors` over its options. Registered as
+   * a plugin of its own, so that its `onRoute` hook sets only its routes' config.
    */
-  const mercure = (parent: FastifyInstance) =>
-    parent.register(async (app) => {
-      app.addHook("onRoute", (route) => {
-        // Fastify's route config type does not know @fastify/cors's `cors` key.
-        route.config = { ...route.config, cors: mercureCors } as typeof route.config;
-      });
-      // The CORS hook answers a preflight with the route's headers; this route only gives it one to match.
-      const preflight = { schema: { hide: true } };
-      const notFound = (_request: FastifyRequest, reply: FastifyReply) => reply.callNotFound();
-      app.options(MERCURE_PATH, preflight, notFound);
-      app.options(`${MERCURE_PATH}/*`, preflight, notFound);
-      await app.register(mercureRoutes, {
-        hub,
-        streams,
-        publisher,
-        subscriber,
-        expiry,
-        anonymousSubscribers: config.anonymousSubscribers,
-        publishOrigins: config.publishOrigins,
-        publishRateLimit: config.publishRateLimit,
-        onSubscribe: (info: MercureSubscriptionInfo) => {
-          const leave = presence?.join({
-            subscriber: info.subscriberId,
-            topics: info.selectors,
-            payload: info.payload,
-          });
-          const end = setup.onMercureSubscribe?.(info);
-          return () => {
-            leave?.();
-            end?.();
-          };
-        },
-      });
-      // Config guarantees a subscriber key whenever SUBSCRIPTIONS=true.
-      if (presence !== undefined && subscriber !== undefined) {
-        await app.register(subscriptionsRoutes, {
-          presence,
-          subscriber,
-          lastEventId: newestEventId(broker),
-          token: (request) => mercureToken(request)?.token,
-        });
-      }
+  const mercure = async (app: FastifyInstance) => {
+    app.addHook("onRoute", (route) => {
+      // Fastify's route config type does not know @fastify/cors's `cors` key.
+      route.config = { ...route.config, cors: mercureCors } as typeof route.config;
     });
+    // The CORS hook answers a preflight with the route's headers; this route only gives it one to match.
+    const preflight = { schema: { hide: true } };
+    const notFound = (_request: FastifyRequest, reply: FastifyReply) => reply.callNotFound();
+    app.options(MERCURE_PATH, preflight, notFound);
+    app.options(`${MERCURE_PATH}/*`, preflight, notFound);
+    await app.register(mercureRoutes, {
+      hub,
+      streams,
+      publisher,
+      subscriber,
+      expiry,
+      anonymousSubscribers: config.anonymousSubscribers,
+      publishOrigins: config.publishOrigins,
+      publishRateLimit: config.publishRateLimit,
+      onSubscribe: (info: MercureSubscriptionInfo) => {
+        const leave = presence?.join({
+          subscriber: info.subscriberId,
+          topics: info.selectors,
+          payload: info.payload,
+        });
+        const end = setup.onMercureSubscribe?.(info);
+        return () => {
+          leave?.();
+          end?.();
+        };
+      },
+    });
+    // Config guarantees a subscriber key whenever SUBSCRIPTIONS=true.
+    if (presence !== undefined && subscriber !== undefined) {
+      await app.register(subscriptionsRoutes, {
+        presence,
+        subscriber,
+        lastEventId: newestEventId(broker),
+        token: (request) => mercureToken(request)?.token,
+      });
+    }
+  };
 
   await host.register(
     async (app) => {
@@ -430,7 +430,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
         anonymousSubscribers: config.anonymousSubscribers,
         maxBatchEvents: config.maxBatchEvents,
       });
-      if (setup.mercure && setup.prefix === "") await mercure(app);
+      if (setup.mercure && setup.prefix === "") await app.register(mercure);
       await app.register(ticksRoutes, { streams, tickMs: config.tickMs, counters: ticks });
       await app.register(statsRoutes, { hub, streams, ticks, subscriber });
       await app.register(statsStreamRoutes, { hub, streams, ticks, subscriber, expiry, retryMs: config.retryMs });
@@ -454,7 +454,7 @@ async function setUpHerald(host: FastifyInstance, config: Config, setup: HeraldS
   if (setup.mercure && setup.prefix !== "") {
     await host.register(async (app) => {
       await prepare(app);
-      await mercure(app);
+      await app.register(mercure);
     });
   }
 

@@ -373,8 +373,9 @@ export class SqliteBroker implements Broker {
 
   /**
    * Writes every queued publish in one transaction (each with publisher ids in a savepoint of its
-   * own, so that a refused publish leaves the others alone), then leaves answering them to `#sync`. Waits while
-   * a sync is under way: the publishes that arrive meanwhile make one transaction and one sync.
+   * own, so that a refused publish leaves the others alone), then leaves answering them to
+   * `#sync`. Waits while a sync is under way: the publishes that arrive meanwhile make one
+   * transaction and one sync.
    */
   #commit(): void {
     this.#commitScheduled = false;

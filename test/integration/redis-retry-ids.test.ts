@@ -85,18 +85,40 @@ async function publishUnknown(node: RedisBroker, inputs: EventInput[], how: How)
 }
 
 /**
+ * A broker whose link to Redis goes through a proxy, frozen once "before" is stored (the script is
+ * then loaded and the link known to answer), as a dead link would be.
+ */
+async function frozenNode(prefix: string, historySize: number) {
+  const proxy = await startTcpProxy(REDIS_PORT);
+  proxies.push(proxy);
+  const node = await connect(prefix, historySize, proxy.url);
+  await node.publish({ topic: "t", data: "before" });
+  proxy.freeze();
+  return { proxy, node };
+}
+
+/** Thaws the link: what it held reaches Redis first, then "after", once the node has reconnected. */
+async function thawThenPublishAfter(proxy: TcpProxy, node: RedisBroker): Promise<void> {
+  proxy.thaw();
+  await waitFor(
+    "the node to publish again",
+    () =>
+      node.publish({ topic: "t", data: "after" }).then(
+        () => true,
+        () => false,
+      ),
+    10_000,
+  );
+}
+
+/**
  * Publishes `inputs` on a broker whose link to Redis freezes first, and returns the ids of its
  * `PublishOutcomeUnknownError`s. `reached`: the frozen link then delivers the publish, and Redis
  * stores it (the answer was lost); else the link dies with it and it never reaches Redis.
  */
 async function caught(prefix: string, historySize: number, inputs: EventInput[], reached: boolean, how: How) {
-  const proxy = await startTcpProxy(REDIS_PORT);
-  proxies.push(proxy);
-  const node = await connect(prefix, historySize, proxy.url);
-  // The script is loaded and the link is known to answer before it freezes.
-  await node.publish({ topic: "t", data: "before" });
+  const { proxy, node } = await frozenNode(prefix, historySize);
   const before = await redis.xlen(`${prefix}:events`);
-  proxy.freeze();
   const ids = await publishUnknown(node, inputs, how);
   if (reached) {
     proxy.thaw();
@@ -184,26 +206,13 @@ describe("Redis: retrying a publish whose outcome is unknown, with the ids of it
     "%s whose retry reached Redis first, the first try later (held in a link that came back): each stored once",
     async (_what, inputs, how) => {
       const prefix = newPrefix();
-      const proxy = await startTcpProxy(REDIS_PORT);
-      proxies.push(proxy);
-      const node = await connect(prefix, 100, proxy.url);
-      await node.publish({ topic: "t", data: "before" });
-      proxy.freeze();
+      const { proxy, node } = await frozenNode(prefix, 100);
       const ids = await publishUnknown(node, inputs, how);
       const retrier = await connect(prefix, 100);
       const retried = await retrier.publishBatch(withIds(inputs, ids));
       expect(retried.map((r) => [r.duplicate, r.event.id])).toEqual(ids.map((id) => [false, id]));
       // The first try reaches Redis now, before anything the node sends once it has reconnected.
-      proxy.thaw();
-      await waitFor(
-        "the node to publish again",
-        () =>
-          node.publish({ topic: "t", data: "after" }).then(
-            () => true,
-            () => false,
-          ),
-        10_000,
-      );
+      await thawThenPublishAfter(proxy, node);
       expect(datas(await retrier.read("", 100))).toEqual(["before", ...datas(inputs), "after"]);
       expect((await retrier.publishBatch(withIds(inputs, ids))).map((r) => r.event)).toEqual(
         retried.map((r) => r.event),
@@ -366,11 +375,7 @@ describe("Redis: single events without publisher id published in one turn", () =
 
   it("whose first try reaches Redis after one caller's retry: the others' events are stored all the same", async () => {
     const prefix = newPrefix();
-    const proxy = await startTcpProxy(REDIS_PORT);
-    proxies.push(proxy);
-    const node = await connect(prefix, 100, proxy.url);
-    await node.publish({ topic: "t", data: "before" });
-    proxy.freeze();
+    const { proxy, node } = await frozenNode(prefix, 100);
     const inputs = ["s0", "s1", "s2"].map((data) => ({ topic: "t", data }));
     const ids = await publishUnknown(node, inputs, "singles");
     // Only the first caller retries, and its retry reaches Redis first.
@@ -379,16 +384,7 @@ describe("Redis: single events without publisher id published in one turn", () =
       duplicate: false,
       event: { id: ids[0], data: "s0" },
     });
-    proxy.thaw();
-    await waitFor(
-      "the node to publish again",
-      () =>
-        node.publish({ topic: "t", data: "after" }).then(
-          () => true,
-          () => false,
-        ),
-      10_000,
-    );
+    await thawThenPublishAfter(proxy, node);
     expect(datas(await retrier.read("", 100))).toEqual(["before", "s0", "s1", "s2", "after"]);
     // The callers that retry later find their events, stored once.
     for (const j of [1, 2]) {
