@@ -202,6 +202,10 @@ export class SqliteBroker implements Broker {
   readonly #statements;
   /** Inserts a publish: all its items, or none (one with publisher ids in a savepoint of the transaction under way). */
   readonly #insertBatch: (inputs: readonly EventInput[]) => PublishResult[];
+  /** Writes queued publishes in one transaction, an outcome for each (see `#commit`); built once, not per commit. */
+  readonly #writeQueue: (queue: readonly Pending[]) => (PublishResult[] | Error)[];
+  /** `#trimRows` in a transaction of its own, for a trim outside a commit. */
+  readonly #trimAlone: (seq: number) => void;
   #seq: number;
   #queue: Pending[] = [];
   #commitScheduled = false;
@@ -280,6 +284,8 @@ export class SqliteBroker implements Broker {
     // Only an event with a publisher id can be refused: a publish without needs no savepoint to undo.
     this.#insertBatch = (inputs) =>
       inputs.some((input) => input.id !== undefined) ? inSavepoint(inputs) : insertAll(inputs);
+    this.#writeQueue = db.transaction((queue: readonly Pending[]) => this.#writeAll(queue));
+    this.#trimAlone = db.transaction((seq: number) => this.#trimRows(seq));
     // WAL mode has created the log by now, and SQLite keeps that file while the database is open.
     this.#log = options.path === ":memory:" ? undefined : fs.openSync(`${options.path}-wal`, "r");
   }
@@ -387,23 +393,9 @@ export class SqliteBroker implements Broker {
       return;
     }
     const seqBefore = this.#seq;
-    const outcomes: (PublishResult[] | Error)[] = [];
+    let outcomes: (PublishResult[] | Error)[];
     try {
-      this.#db.transaction(() => {
-        for (const { inputs } of queue) {
-          const seqBeforeBatch = this.#seq;
-          try {
-            outcomes.push(this.#insertBatch(inputs));
-          } catch (err) {
-            if (!(err instanceof IdConflictError || err instanceof IdRetiredError)) throw err;
-            this.#seq = seqBeforeBatch;
-            outcomes.push(err);
-          }
-        }
-        this.#statements.saveSeq.run(String(this.#seq));
-        this.#trimThrough(this.#seq - this.#historySize);
-        this.#trimByAge();
-      })();
+      outcomes = this.#writeQueue(queue);
     } catch (err) {
       this.#seq = seqBefore;
       const unavailable = new BrokerUnavailableError(`SQLite: ${(err as Error).message}`, { cause: err });
@@ -411,6 +403,25 @@ export class SqliteBroker implements Broker {
       return;
     }
     this.#sync({ queue, outcomes, seq: this.#seq });
+  }
+
+  /** The body of `#commit`'s transaction: each publish inserted or refused, the sequence saved, history trimmed. */
+  #writeAll(queue: readonly Pending[]): (PublishResult[] | Error)[] {
+    const outcomes: (PublishResult[] | Error)[] = [];
+    for (const { inputs } of queue) {
+      const seqBeforeBatch = this.#seq;
+      try {
+        outcomes.push(this.#insertBatch(inputs));
+      } catch (err) {
+        if (!(err instanceof IdConflictError || err instanceof IdRetiredError)) throw err;
+        this.#seq = seqBeforeBatch;
+        outcomes.push(err);
+      }
+    }
+    this.#statements.saveSeq.run(String(this.#seq));
+    this.#trimThrough(this.#seq - this.#historySize);
+    this.#trimByAge();
+    return outcomes;
   }
 
   /**
@@ -579,10 +590,14 @@ export class SqliteBroker implements Broker {
 
   /** Drops the events up to `seq` from history, remembering their ids (a bounded number of them). */
   #trimThrough(seq: number): void {
-    this.#db.transaction(() => {
-      this.#statements.retire.run(seq);
-      if (this.#statements.trim.run(seq).changes === 0) return;
-      this.#statements.forget.run(seq - this.#retiredCapacity);
-    })();
+    // Inside a commit, its transaction is enough: a savepoint would cost two statements and undo nothing more.
+    if (this.#db.inTransaction) this.#trimRows(seq);
+    else this.#trimAlone(seq);
+  }
+
+  #trimRows(seq: number): void {
+    this.#statements.retire.run(seq);
+    if (this.#statements.trim.run(seq).changes === 0) return;
+    this.#statements.forget.run(seq - this.#retiredCapacity);
   }
 }
