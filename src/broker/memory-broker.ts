@@ -27,6 +27,9 @@ export interface MemoryBrokerOptions {
   historyTtlS?: number;
 }
 
+/** The publisher ids of a publish that has none. */
+const NO_BATCH_IDS: ReadonlyMap<string, number> = new Map();
+
 /**
  * The default broker: history in a bounded ring buffer in this process's memory, and the ids that
  * left it in a bounded set. Single node only, and a restart forgets everything (ids from a
@@ -79,7 +82,12 @@ export class MemoryBroker implements Broker {
   }
 
   async publish(input: EventInput): Promise<PublishResult> {
-    return (await this.publishBatch([input]))[0] as PublishResult;
+    if (input.id !== undefined) return (await this.publishBatch([input]))[0] as PublishResult;
+    // Without a publisher id nothing can be refused or repeated: stored at once, no batch bookkeeping.
+    this.#expire();
+    const event = this.#append(input, Date.now(), NO_BATCH_IDS);
+    this.#listeners.emit(event);
+    return { event, duplicate: false };
   }
 
   async publishBatch(inputs: readonly EventInput[]): Promise<PublishResult[]> {
