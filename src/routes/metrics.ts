@@ -10,6 +10,8 @@ export const OTHER_TOPICS_LABEL = "_other";
 
 /** Loopback publishes take well under a millisecond; the buckets start there. */
 const PUBLISH_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+/** Publish durations held before they are observed (see `notePublish`). */
+const PENDING_DURATIONS = 1024;
 
 let processRegistry: Registry | undefined;
 
@@ -107,23 +109,47 @@ async function metrics(app: FastifyInstance, { hub, streams, ticks, subscriber }
     "Streams closed because their client stopped reading.",
     () => streams.closedTooSlow,
   );
+  // Durations wait here until the next scrape (or until the buffer is full), then go into the
+  // histogram together: prom-client's observe took 4.1 µs of a single publish's 138 in a CPU profile
+  // when called once per request, and a fraction of that in a loop.
+  const seconds = new Float64Array(PENDING_DURATIONS);
+  const statuses = new Uint16Array(PENDING_DURATIONS);
+  let pending = 0;
+  /** One labels object per status code, reused by every observation. */
+  const labels = new Map<number, { status: string }>();
+  const observePending = () => {
+    for (let i = 0; i < pending; i++) {
+      const status = statuses[i] as number;
+      let statusLabels = labels.get(status);
+      if (statusLabels === undefined) {
+        statusLabels = { status: String(status) };
+        labels.set(status, statusLabels);
+      }
+      publishDuration.observe(statusLabels, seconds[i] as number);
+    }
+    pending = 0;
+  };
   const publishDuration = new Histogram({
     name: "herald_publish_duration_seconds",
     help: "Time to answer POST /events, from the request to the response, by status code.",
     labelNames: ["status"],
     buckets: PUBLISH_BUCKETS_S,
     registers: [register],
+    collect: observePending,
   });
 
   // On the publish route only, not on every route of the instance: a route with an `onResponse`
   // hook makes each of its streams keep Fastify's request and reply for its whole life (see
   // src/sse/end-watched.ts). `onRoute` sees the routes added after it: register this plugin first.
-  const observePublish = async (_request: FastifyRequest, reply: FastifyReply) => {
-    publishDuration.observe({ status: String(reply.statusCode) }, reply.elapsedTime / 1_000);
+  const notePublish = (_request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    seconds[pending] = reply.elapsedTime / 1_000;
+    statuses[pending] = reply.statusCode;
+    if (++pending === PENDING_DURATIONS) observePending();
+    done();
   };
   app.addHook("onRoute", (route) => {
     if (route.method !== "POST" || route.routePath !== "/events") return;
-    route.onResponse = [route.onResponse ?? []].flat().concat(observePublish);
+    route.onResponse = [route.onResponse ?? []].flat().concat(notePublish);
   });
 
   const scraped = Registry.merge([processMetrics(), register]);
@@ -134,7 +160,7 @@ async function metrics(app: FastifyInstance, { hub, streams, ticks, subscriber }
 
 /**
  * `GET /metrics`: Prometheus text. Herald's figures are read from its counters at scrape time (no
- * cost per event); publish latency is a histogram, observed when each POST /events is answered.
+ * cost per event); publish latency is a histogram of the time each POST /events took to answer.
  * The topic labels name topics, so with `SUBSCRIBER_JWT_KEY` set it needs the same token as `/stats`.
  */
 export const metricsRoutes = fp(metrics, { name: "herald-metrics" });

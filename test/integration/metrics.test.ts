@@ -1,4 +1,4 @@
-import { request } from "undici";
+import { Pool, request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { boundTopicLabels, MAX_TOPIC_LABELS, OTHER_TOPICS_LABEL } from "../../src/routes/metrics.js";
 import { startServer, type TestServer } from "../helpers/server.js";
@@ -92,6 +92,33 @@ describe("GET /metrics", () => {
     expect(value(text, 'herald_publish_duration_seconds_sum{status="201"}')).toBeGreaterThan(0);
     // Only POST /events is timed.
     expect(text).not.toMatch(/herald_publish_duration_seconds_count\{status="200"\}/);
+  });
+
+  it("times every publish between two scrapes, however many there are", async () => {
+    const server = await start();
+    // More than Herald holds before it observes them (1,024), with one scrape before and one after.
+    const publishes = 1_500;
+    await scrape(server);
+    const pool = new Pool(server.url, { connections: 16 });
+    try {
+      await Promise.all(
+        Array.from({ length: publishes }, async (_, i) => {
+          const res = await pool.request({
+            method: "POST",
+            path: "/events",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ topic: "many", data: String(i) }),
+          });
+          await res.body.dump();
+          expect(res.statusCode).toBe(201);
+        }),
+      );
+    } finally {
+      await pool.close();
+    }
+    const { text } = await scrape(server);
+    expect(value(text, 'herald_publish_duration_seconds_count{status="201"}')).toBe(publishes);
+    expect(value(text, 'herald_publish_duration_seconds_bucket{le="+Inf",status="201"}')).toBe(publishes);
   });
 
   it("keeps the topic label set bounded: the busiest topics, and the rest summed", async () => {
