@@ -110,8 +110,8 @@ async function metrics(app: FastifyInstance, { hub, streams, ticks, subscriber }
     () => streams.closedTooSlow,
   );
   // Durations wait here until the next scrape (or until the buffer is full), then go into the
-  // histogram together: prom-client's observe took 4.1 µs of a single publish's 138 in a CPU profile
-  // when called once per request, and a fraction of that in a loop.
+  // histogram together: prom-client's observe, called once per request, took 2.6 µs of a single
+  // publish's 112 in a CPU profile; observed together, 0.6 µs.
   const seconds = new Float64Array(PENDING_DURATIONS);
   const statuses = new Uint16Array(PENDING_DURATIONS);
   let pending = 0;
