@@ -118,7 +118,10 @@ async function metrics(app: FastifyInstance, { hub, streams, ticks, subscriber }
   /** One labels object per status code, reused by every observation. */
   const labels = new Map<number, { status: string }>();
   const observePending = () => {
-    for (let i = 0; i < pending; i++) {
+    // Emptied first: whatever happens below, the buffer takes new durations from its start.
+    const count = pending;
+    pending = 0;
+    for (let i = 0; i < count; i++) {
       const status = statuses[i] as number;
       let statusLabels = labels.get(status);
       if (statusLabels === undefined) {
@@ -127,7 +130,6 @@ async function metrics(app: FastifyInstance, { hub, streams, ticks, subscriber }
       }
       publishDuration.observe(statusLabels, seconds[i] as number);
     }
-    pending = 0;
   };
   const publishDuration = new Histogram({
     name: "herald_publish_duration_seconds",
