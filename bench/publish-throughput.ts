@@ -16,6 +16,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
+import { cpuBusyPercent } from "./machine.js";
 import { nowUs, TOPIC } from "./publisher.js";
 import { killAllServers, type RunningServer, type ServerSpec, startServer } from "./server-process.js";
 import { WorkerPool } from "./worker-pool.js";
@@ -256,9 +257,10 @@ async function measureRow(
 }
 
 async function main(): Promise<void> {
+  const loadBefore = loadavg();
+  const cpuBusyBefore = await cpuBusyPercent();
   const pool = new WorkerPool(WORKERS);
   const results: Figures[] = [];
-  const loadBefore = loadavg();
   try {
     for (const broker of BROKERS) {
       for (const [mode, withIds] of [
@@ -284,7 +286,7 @@ async function main(): Promise<void> {
     pool.kill();
     killAllServers();
   }
-  writeFileSync(OUT, render(results, loadBefore, loadavg()));
+  writeFileSync(OUT, render(results, loadBefore, loadavg(), cpuBusyBefore));
   console.log(`wrote ${OUT}`);
 }
 
@@ -319,7 +321,7 @@ function goals(results: Figures[]): string[] {
   return lines;
 }
 
-function render(results: Figures[], before: number[], after: number[]): string {
+function render(results: Figures[], before: number[], after: number[], cpuBusyBefore: number): string {
   const n = (x: number) => Math.round(x).toLocaleString("en-US");
   const rows = results.map(
     (r) =>
@@ -355,8 +357,13 @@ ${goals(results).join("\n")}
 ${rows.join("\n")}
 
 Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${release()}, Node.js ${process.version}.
-Load average (1/5/15 min) before: ${load(before)}; after: ${load(after)}. Other work shared the machine when the
-load is above 2: read the figures for their order of magnitude.
+CPU in use in the 3 s before the first row: ${cpuBusyBefore.toFixed(1)} % of all cores (\`/proc/stat\`)${
+    cpuBusyBefore > 10
+      ? ": **other work shared the machine**, so read the figures for their order of magnitude"
+      : ": nothing else was running"
+  }.
+Load average (1/5/15 min) before: ${load(before)}; after: ${load(after)} (it still counts work that ended minutes
+before, \`npm run bench\`'s own scenarios when that ran this).
 Command: \`npm run bench:publish -- --seconds ${SECONDS} --subscribers ${SUBSCRIBERS} --batch ${BATCH} --brokers ${BROKERS.join(",")}\`
 `;
 }

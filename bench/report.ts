@@ -81,6 +81,8 @@ export interface Results {
   stopped?: string;
   /** Peers left out because they are not installed, and why. */
   skipped?: { label: string; reason: string }[];
+  /** The machine's CPU use (%, all cores) over the 3 s before the first run (older results: absent). */
+  cpuBusyBefore?: number;
   runs: {
     loadStart: number[];
     loadEnd: number[];
@@ -182,11 +184,18 @@ function goals(results: Results): string[] {
 }
 
 /**
- * True when something besides the bench kept the machine busy: a one-minute load average above 1
- * before the first run. Later readings count the bench's own processes, so only that one tells.
+ * True when something besides the bench kept the machine busy: over 10 % of its CPU in use in the
+ * 3 s before the first run (results older than that sample: a one-minute load average above 1).
  */
 function busy(results: Results): boolean {
+  if (results.cpuBusyBefore !== undefined) return results.cpuBusyBefore > 10;
   return (results.runs[0]?.loadStart[0] ?? 0) > 1;
+}
+
+/** What says the machine was busy or quiet before the first run. */
+function before(results: Results): string {
+  if (results.cpuBusyBefore === undefined) return `load average ${results.runs[0]?.loadStart[0]} before it`;
+  return `CPU ${results.cpuBusyBefore.toFixed(0)} % busy in the 3 s before it`;
 }
 
 /**
@@ -281,12 +290,18 @@ export function renderMarkdown(results: Results): string {
         `- Run ${i + 1}: load average ${run.loadStart.join(" ")} at the start, ${run.loadEnd.join(" ")} at the end.`,
     ),
     "  (1, 5 and 15 minutes. After the start of run 1 they include the bench's own server, workers and publisher.)",
+    ...(results.cpuBusyBefore !== undefined
+      ? [
+          `- CPU in use in the 3 s before run 1: ${results.cpuBusyBefore.toFixed(1)} % of all cores (\`/proc/stat\`). This, not the`,
+          "  load average (which still counts work that ended minutes ago), says whether other work was running.",
+        ]
+      : []),
     ...(results.stopped
       ? [`- **Stopped before the end** (${results.stopped}): a figure is the median of the runs that reached it.`]
       : []),
     ...(busy(results)
       ? [
-          `- **This machine was shared with other work during the run** (load average ${results.runs[0]?.loadStart[0]} before it`,
+          `- **This machine was shared with other work during the run** (${before(results)}`,
           "  started): rates and latencies are noisy; compare servers within the run, and re-run on a quiet machine to quote.",
         ]
       : []),

@@ -15,6 +15,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { parseArgs } from "node:util";
+import { cpuBusyPercent } from "./machine.js";
 import { findNchan, nchanServer } from "./peers/nchan.js";
 import { type Outcome, type Results, renderMarkdown } from "./report.js";
 import { FULL, fanout, idle, publishRate, QUICK, type Scenario, slowClients } from "./scenarios.js";
@@ -98,6 +99,8 @@ const out = args.out ?? root(quick ? "bench/RESULTS-quick.md" : "bench/RESULTS.m
 /** The whole bench, whatever happens, ends within this. */
 const HARD_LIMIT_MS = (quick ? 5 : 90) * 60_000 * Math.max(1, runs / 3);
 
+// Before the bench starts a process of its own: what else keeps the machine busy.
+const cpuBusyBefore = await cpuBusyPercent();
 const pool = new WorkerPool(Number(args.workers));
 const cleanUp = () => {
   pool.kill();
@@ -136,6 +139,7 @@ const results: Results = {
   },
   servers: servers.map(({ name, label, about }) => ({ name, label, ...(about ? { about } : {}) })),
   skipped,
+  cpuBusyBefore,
   runs: [],
 };
 
