@@ -321,7 +321,17 @@ function goals(results: Figures[]): string[] {
   return lines;
 }
 
-function render(results: Figures[], before: number[], after: number[], cpuBusyBefore: number): string {
+/** What the CPU sample before the first row says of the machine. */
+function cpuBefore(busy: number | undefined): string {
+  if (busy === undefined) return "CPU in use before the first row: unknown (no `/proc/stat`).";
+  const verdict =
+    busy > 10
+      ? "**other work shared the machine**, so read the figures for their order of magnitude"
+      : "nothing else was running";
+  return `CPU in use in the 3 s before the first row: ${busy.toFixed(1)} % of all cores (\`/proc/stat\`): ${verdict}.`;
+}
+
+function render(results: Figures[], before: number[], after: number[], cpuBusyBefore: number | undefined): string {
   const n = (x: number) => Math.round(x).toLocaleString("en-US");
   const rows = results.map(
     (r) =>
@@ -357,11 +367,7 @@ ${goals(results).join("\n")}
 ${rows.join("\n")}
 
 Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 1024 ** 3).toFixed(0)} GiB, Linux ${release()}, Node.js ${process.version}.
-CPU in use in the 3 s before the first row: ${cpuBusyBefore.toFixed(1)} % of all cores (\`/proc/stat\`)${
-    cpuBusyBefore > 10
-      ? ": **other work shared the machine**, so read the figures for their order of magnitude"
-      : ": nothing else was running"
-  }.
+${cpuBefore(cpuBusyBefore)}
 Load average (1/5/15 min) before: ${load(before)}; after: ${load(after)} (it still counts work that ended minutes
 before, \`npm run bench\`'s own scenarios when that ran this).
 Command: \`npm run bench:publish -- --seconds ${SECONDS} --subscribers ${SUBSCRIBERS} --batch ${BATCH} --brokers ${BROKERS.join(",")}\`

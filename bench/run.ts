@@ -176,6 +176,8 @@ for (let r = 0; r < runs; r++) {
 console.log(`bench: wrote ${out}`);
 // Herald alone (no peer publishes batches): its own file, which RESULTS.md links to.
 if (!quick && args.servers === undefined && args.scenarios === undefined) {
+  // Stop this bench's workers first: idle as they are, they would count in bench:publish's CPU sample.
+  cleanUp();
   execFileSync(process.execPath, [new URL("./publish-throughput.js", import.meta.url).pathname], { stdio: "inherit" });
 }
 process.exit(0);
