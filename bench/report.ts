@@ -81,7 +81,7 @@ export interface Results {
   stopped?: string;
   /** Peers left out because they are not installed, and why. */
   skipped?: { label: string; reason: string }[];
-  /** The machine's CPU use (%, all cores) over the 3 s before the first run (older results: absent). */
+  /** The machine's CPU use (%, all cores) over the 3 s before the first run; absent without /proc/stat. */
   cpuBusyBefore?: number;
   runs: {
     loadStart: number[];
@@ -185,7 +185,7 @@ function goals(results: Results): string[] {
 
 /**
  * True when something besides the bench kept the machine busy: over 10 % of its CPU in use in the
- * 3 s before the first run (results older than that sample: a one-minute load average above 1).
+ * 3 s before the first run (without /proc/stat: a one-minute load average above 1).
  */
 function busy(results: Results): boolean {
   if (results.cpuBusyBefore !== undefined) return results.cpuBusyBefore > 10;
