@@ -1,6 +1,9 @@
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 
+/** More of the CPU than this (%, all cores) in use before a bench starts: other work shares the machine. */
+export const OTHER_WORK_PERCENT = 10;
+
 /**
  * Busy and total CPU time of all cores so far, in clock ticks, from the first line of /proc/stat;
  * undefined where there is no such line (not Linux).

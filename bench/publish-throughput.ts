@@ -16,7 +16,7 @@ import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Pool } from "undici";
-import { cpuBusyPercent } from "./machine.js";
+import { cpuBusyPercent, OTHER_WORK_PERCENT } from "./machine.js";
 import { nowUs, TOPIC } from "./publisher.js";
 import { killAllServers, type RunningServer, type ServerSpec, startServer } from "./server-process.js";
 import { WorkerPool } from "./worker-pool.js";
@@ -325,7 +325,7 @@ function goals(results: Figures[]): string[] {
 function cpuBefore(busy: number | undefined): string {
   if (busy === undefined) return "CPU in use before the first row: unknown (no `/proc/stat`).";
   const verdict =
-    busy > 10
+    busy > OTHER_WORK_PERCENT
       ? "**other work shared the machine**, so read the figures for their order of magnitude"
       : "nothing else was running";
   return `CPU in use in the 3 s before the first row: ${busy.toFixed(1)} % of all cores (\`/proc/stat\`): ${verdict}.`;

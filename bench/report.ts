@@ -1,3 +1,4 @@
+import { OTHER_WORK_PERCENT } from "./machine.js";
 import type { Figures } from "./scenarios.js";
 
 /** One figure the results table shows. */
@@ -184,11 +185,11 @@ function goals(results: Results): string[] {
 }
 
 /**
- * True when something besides the bench kept the machine busy: over 10 % of its CPU in use in the
- * 3 s before the first run (without /proc/stat: a one-minute load average above 1).
+ * True when something besides the bench kept the machine busy: over `OTHER_WORK_PERCENT` of its CPU
+ * in use in the 3 s before the first run (without /proc/stat: a one-minute load average above 1).
  */
 function busy(results: Results): boolean {
-  if (results.cpuBusyBefore !== undefined) return results.cpuBusyBefore > 10;
+  if (results.cpuBusyBefore !== undefined) return results.cpuBusyBefore > OTHER_WORK_PERCENT;
   return (results.runs[0]?.loadStart[0] ?? 0) > 1;
 }
 
